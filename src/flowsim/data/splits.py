@@ -1,0 +1,201 @@
+"""Seeded per-class splits of HIGGS events (the paper's Appendix A).
+
+Each class (background, signal) is shuffled on its own with a generator seeded by
+``(seed, label)`` and, after an optional cap of ``max_events``, cut into
+
+* the ML set, ``floor(ml_fraction * n)`` events: ``train`` = ``floor(train_fraction * n_ml)``,
+  ``val`` = the rest of the ML set;
+* the hold-out, the remaining events: ``test_a`` = ``floor(test_a_fraction * n_hold)``,
+  ``test_b`` = the rest.
+
+The four parts are disjoint and together hold every (capped) event of the class.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from flowsim import io
+from flowsim.data.fetch import sha256_file
+from flowsim.data.higgs import FEATURE_COLUMNS, LABEL
+from flowsim.data.reader import read_higgs
+
+__all__ = [
+    "CLASSES",
+    "SPLITS",
+    "SplitFractions",
+    "split_indices",
+    "split_sizes",
+    "write_splits",
+]
+
+log = logging.getLogger(__name__)
+
+SPLITS: tuple[str, ...] = ("train", "val", "test_a", "test_b")
+#: File prefix of each class and its label in the HIGGS file.
+CLASSES: dict[str, int] = {"bkg": 0, "sig": 1}
+
+
+@dataclass(frozen=True)
+class SplitFractions:
+    """Fractions of the paper's split; each must lie strictly between 0 and 1."""
+
+    ml: float = 0.5
+    train: float = 0.8
+    test_a: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"splits.{name}_fraction must lie in (0, 1), got {value}")
+
+
+def split_sizes(n: int, fractions: SplitFractions) -> dict[str, int]:
+    """Number of events in each split for a class of ``n`` events (floors, rest to the last)."""
+    n_ml = int(np.floor(fractions.ml * n))
+    n_train = int(np.floor(fractions.train * n_ml))
+    n_hold = n - n_ml
+    n_test_a = int(np.floor(fractions.test_a * n_hold))
+    return {
+        "train": n_train,
+        "val": n_ml - n_train,
+        "test_a": n_test_a,
+        "test_b": n_hold - n_test_a,
+    }
+
+
+def split_indices(
+    n: int,
+    *,
+    seed: int,
+    label: int,
+    fractions: SplitFractions,
+    max_events: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Disjoint sorted row indices of each split for one class of ``n`` events.
+
+    The permutation comes from ``numpy.random.default_rng([seed, label])``, so the classes get
+    independent streams and the same seed always gives the same split. ``max_events`` keeps
+    only the first ``max_events`` events of that permutation (a uniform random subset).
+    """
+    order = np.random.default_rng([seed, label]).permutation(n)
+    if max_events is not None:
+        if max_events < 1:
+            raise ValueError(f"data.max_events must be positive or null, got {max_events}")
+        order = order[:max_events]
+    sizes = split_sizes(len(order), fractions)
+    bounds = np.cumsum([0] + [sizes[s] for s in SPLITS])
+    # sorted indices keep file order inside a split: faster gathers, reproducible files
+    return {s: np.sort(order[bounds[i] : bounds[i + 1]]) for i, s in enumerate(SPLITS)}
+
+
+class _Sha256InBackground:
+    """Hash a (possibly multi-GB) file in a thread while the main thread parses it."""
+
+    def __init__(self, path: Path) -> None:
+        self._digest: str | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(path,), daemon=True)
+        self._thread.start()
+
+    def _run(self, path: Path) -> None:
+        try:
+            self._digest = sha256_file(path)
+        except BaseException as exc:
+            self._error = exc
+
+    def result(self) -> str:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._digest is not None
+        return self._digest
+
+
+def write_splits(
+    source: str | os.PathLike[str],
+    outputs: Mapping[str, str | os.PathLike[str]],
+    manifest: str | os.PathLike[str],
+    *,
+    seed: int,
+    fractions: SplitFractions,
+    max_events: int | None = None,
+    max_rows: int | None = None,
+) -> dict:
+    """Read and validate ``source``, split each class, write ROOT files and the manifest.
+
+    ``outputs`` maps ``"{bkg,sig}_{split}"`` to a path. Each file holds the TTree ``events``
+    with the label and all 28 features as float32 branches. On any failure no output of the
+    set is left behind. Returns the manifest.
+    """
+    expected = {f"{c}_{s}" for c in CLASSES for s in SPLITS}
+    if set(outputs) != expected:
+        raise ValueError(f"outputs must name exactly {sorted(expected)}, got {sorted(outputs)}")
+    source = Path(source)
+    hasher = _Sha256InBackground(source)
+    sample = read_higgs(source, max_rows=max_rows)
+    classes = {"bkg": sample.background, "sig": sample.signal}
+    del sample
+    try:
+        counts = {
+            cls: _split_class(classes.pop(cls), cls, outputs, seed, fractions, max_events, source)
+            for cls in list(classes)
+        }
+    except BaseException:
+        # a set of splits is only usable whole: do not leave some files of it behind
+        for path in outputs.values():
+            Path(path).unlink(missing_ok=True)
+        raise
+    result = {
+        "source": str(source),
+        "source_sha256": hasher.result(),
+        "rows_read": int(sum(c["available"] for c in counts.values())),
+        "max_rows": max_rows,
+        "max_events": max_events,
+        "seed": seed,
+        "fractions": asdict(fractions),
+        "counts": counts,
+        "entries": {str(outputs[f"{c}_{s}"]): counts[c][s] for c in CLASSES for s in SPLITS},
+    }
+    io.write_json(manifest, result)
+    return result
+
+
+def _split_class(
+    events: np.ndarray,
+    cls: str,
+    outputs: Mapping[str, str | os.PathLike[str]],
+    seed: int,
+    fractions: SplitFractions,
+    max_events: int | None,
+    source: Path,
+) -> dict[str, int]:
+    """Split one class and write its four files; return the counts."""
+    parts = split_indices(
+        len(events), seed=seed, label=CLASSES[cls], fractions=fractions, max_events=max_events
+    )
+    counts = {"available": len(events), "used": sum(len(p) for p in parts.values())}
+    for split, rows in parts.items():
+        name = f"{cls}_{split}"
+        if len(rows) == 0:
+            raise ValueError(
+                f"{source}: split {name} would be empty ({len(events)} {cls} events); "
+                "use more events or other fractions"
+            )
+        _write_split(outputs[name], events[rows], CLASSES[cls])
+        counts[split] = len(rows)
+        log.info("wrote %s: %d events", outputs[name], len(rows))
+    return counts
+
+
+def _write_split(path: str | os.PathLike[str], features: np.ndarray, label: int) -> None:
+    columns = {LABEL: np.full(len(features), label, dtype=np.float32)}
+    columns.update({name: features[:, j] for j, name in enumerate(FEATURE_COLUMNS)})
+    io.write_events(path, columns)

@@ -1,0 +1,110 @@
+"""Per-class splits: sizes, disjointness, seeding, files and manifest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flowsim import io
+from flowsim.data.higgs import COLUMNS, FEATURE_COLUMNS
+from flowsim.data.splits import CLASSES, SPLITS, SplitFractions, split_indices, split_sizes, write_splits
+from tests.higgs_files import write_csv
+
+
+def test_sizes_follow_the_paper_protocol():
+    # the protocol of the fidelity issue: 54,166 background events
+    assert split_sizes(54_166, SplitFractions()) == {
+        "train": 21_666, "val": 5_417, "test_a": 13_541, "test_b": 13_542,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("n", [10, 101, 9_999])
+@pytest.mark.parametrize("fractions", [SplitFractions(), SplitFractions(0.3, 0.9, 0.25)])
+def test_splits_are_disjoint_complete_and_within_rounding(n, fractions):
+    parts = split_indices(n, seed=1, label=0, fractions=fractions)
+    joined = np.concatenate(list(parts.values()))
+    assert len(joined) == n and len(np.unique(joined)) == n
+    n_ml = len(parts["train"]) + len(parts["val"])
+    assert abs(n_ml - fractions.ml * n) < 1
+    assert abs(len(parts["train"]) - fractions.train * n_ml) < 1
+    assert abs(len(parts["test_a"]) - fractions.test_a * (n - n_ml)) < 1
+
+
+def test_same_seed_same_split_other_seed_or_class_other_split():
+    fr = SplitFractions()
+    a = split_indices(1000, seed=5, label=0, fractions=fr)
+    b = split_indices(1000, seed=5, label=0, fractions=fr)
+    c = split_indices(1000, seed=6, label=0, fractions=fr)
+    d = split_indices(1000, seed=5, label=1, fractions=fr)
+    for s in SPLITS:
+        np.testing.assert_array_equal(a[s], b[s])
+    assert not np.array_equal(a["train"], c["train"])
+    assert not np.array_equal(a["train"], d["train"])
+
+
+def test_max_events_caps_each_class():
+    parts = split_indices(1000, seed=5, label=0, fractions=SplitFractions(), max_events=100)
+    assert sum(len(p) for p in parts.values()) == 100
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, -0.1, 1.5])
+def test_fractions_outside_unit_interval_are_refused(bad):
+    with pytest.raises(ValueError, match="splits.train_fraction must lie in"):
+        SplitFractions(train=bad)
+
+
+def _outputs(tmp_path):
+    return {f"{c}_{s}": tmp_path / f"{c}_{s}.root" for c in CLASSES for s in SPLITS}
+
+
+def test_write_splits_files_hold_every_event_once(tmp_path, higgs_rows):
+    source = write_csv(tmp_path / "h.csv.gz", higgs_rows)
+    outputs = _outputs(tmp_path)
+    manifest = write_splits(source, outputs, tmp_path / "m.json", seed=3, fractions=SplitFractions())
+    for cls, label in CLASSES.items():
+        files = [io.read_events(outputs[f"{cls}_{s}"]) for s in SPLITS]
+        for events in files:
+            assert list(events) == list(COLUMNS)
+            assert all(v.dtype == np.float32 for v in events.values())
+            assert np.all(events["label"] == label)
+        rows = np.concatenate([np.stack([e[c] for c in FEATURE_COLUMNS], 1) for e in files])
+        expected = higgs_rows[higgs_rows[:, 0] == label, 1:]
+        # same multiset of events: compare after a lexicographic sort
+        np.testing.assert_array_equal(
+            rows[np.lexsort(rows.T[::-1])], expected[np.lexsort(expected.T[::-1])]
+        )
+    assert manifest == io.read_json(tmp_path / "m.json")
+    for path, n in manifest["entries"].items():
+        assert io.root_entries(path) == n
+    import hashlib
+
+    assert manifest["source_sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert manifest["seed"] == 3 and manifest["fractions"]["ml"] == 0.5
+
+
+def test_failed_split_leaves_no_file_behind(tmp_path, higgs_rows, monkeypatch):
+    source = write_csv(tmp_path / "h.csv", higgs_rows)
+    outputs = _outputs(tmp_path)
+    calls = []
+
+    def failing_write(path, columns, **kw):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        real_write(path, columns, **kw)
+
+    real_write = io.write_events
+    monkeypatch.setattr(io, "write_events", failing_write)
+    with pytest.raises(OSError, match="disk full"):
+        write_splits(source, outputs, tmp_path / "m.json", seed=3, fractions=SplitFractions())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.csv"]
+
+
+def test_too_few_events_for_a_split_is_an_error(tmp_path, higgs_rows):
+    higgs_rows[:, 0] = 0
+    higgs_rows[:3, 0] = 1  # three signal events: the signal training split would be empty
+    source = write_csv(tmp_path / "h.csv", higgs_rows)
+    with pytest.raises(ValueError, match=r"split sig_train would be empty \(3 sig events\)"):
+        write_splits(source, _outputs(tmp_path), tmp_path / "m.json", seed=3, fractions=SplitFractions())
+    # the background files written before the failure are gone too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.csv"]

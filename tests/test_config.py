@@ -1,0 +1,78 @@
+"""Configuration: the schema refuses wrong keys and types by name; defaults are filled in."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from flowsim.config import ConfigError, check_config
+from flowsim.data.higgs import DEFAULT_FEATURES
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+
+
+def default_config() -> dict:
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def test_default_config_is_valid_and_uses_the_papers_features():
+    config = default_config()
+    validate(config, SCHEMA)
+    check_config(config)
+    assert tuple(config["features"]) == DEFAULT_FEATURES
+
+
+def test_schema_fills_defaults_of_missing_sections():
+    config = {}
+    validate(config, SCHEMA)
+    assert config["data"]["source"] == "toy"
+    assert config["data"]["toy"]["n_events"] > 0
+    assert config["splits"] == {
+        "seed": 42, "ml_fraction": 0.5, "train_fraction": 0.8, "test_a_fraction": 0.5,
+    }  # fmt: skip
+    assert config["scaling"]["method"] == "gauss_rank"
+    assert tuple(config["features"]) == DEFAULT_FEATURES
+
+
+@pytest.mark.parametrize(
+    ("edit", "names"),
+    [
+        (lambda c: c["data"].update(sourse="toy"), ["sourse", "data"]),
+        (lambda c: c["data"].update(source="ftp"), ["ftp", "source"]),
+        (lambda c: c["data"]["toy"].update(n_events="many"), ["many", "n_events"]),
+        (lambda c: c["splits"].update(ml_fraction=1.5), ["1.5", "ml_fraction"]),
+        (lambda c: c.update(features=["lepton_pt", "m_h"]), ["m_h", "features"]),
+        (lambda c: c["scaling"].update(method="minmax"), ["minmax", "method"]),
+        (lambda c: c.update(flowz={}), ["flowz"]),
+    ],
+    ids=["unknown-key", "bad-enum", "bad-type", "out-of-range", "unknown-feature",
+         "bad-method", "unknown-section"],
+)  # fmt: skip
+def test_wrong_key_or_type_names_the_key(edit, names):
+    config = default_config()
+    edit(config)
+    with pytest.raises(WorkflowError) as info:
+        validate(copy.deepcopy(config), SCHEMA)
+    text = str(info.value) + "".join(str(a) for a in info.value.args)
+    for name in names:
+        assert name in text
+
+
+def test_path_source_needs_an_existing_csv(tmp_path):
+    config = default_config()
+    config["data"]["source"] = "path"
+    with pytest.raises(ConfigError, match="'data.path': required when data.source is 'path'"):
+        check_config(config)
+    config["data"]["path"] = str(tmp_path / "missing.csv.gz")
+    with pytest.raises(ConfigError, match="'data.path': .*missing.csv.gz is not a file"):
+        check_config(config)
+    (tmp_path / "h.txt").write_text("0")
+    config["data"]["path"] = str(tmp_path / "h.txt")
+    with pytest.raises(ConfigError, match=r"must end in \.csv or \.csv\.gz"):
+        check_config(config)

@@ -1,0 +1,96 @@
+# Data stage: the HIGGS file (generated, downloaded or given), seeded splits, the scaler.
+
+
+if config["data"]["source"] == "toy":
+
+    rule make_toy_higgs:
+        output:
+            HIGGS_DOWNLOAD,
+        params:
+            n_events=config["data"]["toy"]["n_events"],
+            seed=config["data"]["toy"]["seed"],
+            signal_fraction=config["data"]["toy"]["signal_fraction"],
+        log:
+            "results/logs/make_toy_higgs.log",
+        benchmark:
+            "results/benchmarks/make_toy_higgs.tsv"
+        conda:
+            "../../envs/data.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=lambda wc: 5 + config["data"]["toy"]["n_events"] // 1_000_000,
+        script:
+            "../scripts/make_toy_higgs.py"
+
+
+if config["data"]["source"] == "uci":
+
+    rule fetch_higgs:
+        output:
+            HIGGS_DOWNLOAD,
+        params:
+            url=config["data"]["url"],
+            sha256=config["data"]["sha256"],
+        log:
+            "results/logs/fetch_higgs.log",
+        benchmark:
+            "results/benchmarks/fetch_higgs.tsv"
+        conda:
+            "../../envs/data.yaml"
+        threads: 1
+        resources:
+            mem_mb=500,
+            runtime=180,
+        script:
+            "../scripts/fetch_higgs.py"
+
+
+rule split_higgs:
+    input:
+        csv=higgs_csv(),
+    output:
+        **SPLIT_FILES,
+        manifest="results/data/manifest.json",
+    params:
+        seed=config["splits"]["seed"],
+        ml_fraction=config["splits"]["ml_fraction"],
+        train_fraction=config["splits"]["train_fraction"],
+        test_a_fraction=config["splits"]["test_a_fraction"],
+        max_events=config["data"]["max_events"],
+        max_rows=config["data"]["max_rows"],
+    log:
+        "results/logs/split_higgs.log",
+    benchmark:
+        "results/benchmarks/split_higgs.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 2
+    resources:
+        # float32 events take ~1/6 of the CSV text; a gzip file holds ~3x its size in text
+        mem_mb=lambda wc, input: 1000 + 2 * input.size_mb,
+        runtime=lambda wc, input: 10 + input.size_mb // 100,
+    script:
+        "../scripts/split_higgs.py"
+
+
+rule fit_scaler:
+    input:
+        train=SPLIT_FILES["bkg_train"],
+    output:
+        "results/data/scaler.npz",
+    params:
+        method=config["scaling"]["method"],
+        features=config["features"],
+    log:
+        "results/logs/fit_scaler.log",
+    benchmark:
+        "results/benchmarks/fit_scaler.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input: 1000 + 10 * input.size_mb,
+        runtime=10,
+    script:
+        "../scripts/fit_scaler.py"

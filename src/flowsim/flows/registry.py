@@ -1,0 +1,79 @@
+"""Registry of the flow families: build a model from its name and plain hyperparameters."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch.nn as nn
+
+from .glow import Glow
+from .maf import MAF
+from .mademog import MADEMOG, MAFMADEMOG
+from .nsf_coupling import NSFCoupling
+from .rqs import RQS
+
+__all__ = ["FLOWS", "build_flow", "hyperparameters"]
+
+#: Flow families by config name. Tests and the config schema read this dict.
+FLOWS: dict[str, type[nn.Module]] = {
+    "glow": Glow,
+    "maf": MAF,
+    "mademog": MADEMOG,
+    "mafmademog": MAFMADEMOG,
+    "rqs": RQS,
+    "nsf_coupling": NSFCoupling,
+}
+
+
+def _flow_class(model: str) -> type[nn.Module]:
+    if model not in FLOWS:
+        raise ValueError(f"unknown flow model {model!r}; valid models: {', '.join(FLOWS)}")
+    return FLOWS[model]
+
+
+def hyperparameters(model: str) -> dict[str, Any]:
+    """The hyperparameters accepted by ``model`` with their defaults.
+
+    They are the keyword arguments of the family's constructor after ``n_features``; training
+    settings (learning rate, batch size, ...) are not among them.
+
+    Example:
+        >>> hyperparameters("mademog")["activation"]
+        'gelu'
+    """
+    signature = inspect.signature(_flow_class(model).__init__)
+    return {
+        name: p.default
+        for name, p in signature.parameters.items()
+        if name not in ("self", "n_features")
+    }
+
+
+def build_flow(model: str, n_features: int, **hyper: Any) -> nn.Module:
+    """Build the flow ``model`` on ``n_features`` features.
+
+    Arguments:
+        model: A key of :data:`FLOWS`.
+        n_features: The number of features :math:`D`.
+        hyper: Hyperparameters (see :func:`hyperparameters`); missing ones take their defaults.
+
+    Raises:
+        ValueError: For an unknown model (listing the valid ones), an unknown hyperparameter
+            (listing the valid ones for that model) or an invalid value (naming the key).
+
+    Example:
+        >>> import torch
+        >>> flow = build_flow("maf", 3, blocks=2, hidden=16)
+        >>> flow.log_prob(torch.randn(4, 3)).shape
+        torch.Size([4])
+    """
+    cls = _flow_class(model)
+    valid = hyperparameters(model)
+    unknown = sorted(set(hyper) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"unknown hyperparameter(s) {', '.join(map(repr, unknown))} for flow {model!r}; "
+            f"valid: {', '.join(valid)}"
+        )
+    return cls(n_features, **hyper)

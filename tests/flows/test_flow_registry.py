@@ -1,0 +1,89 @@
+"""The registry: names, hyperparameters and error messages."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+import torch
+
+from flowsim.flows import FLOWS, build_flow, hyperparameters
+
+EXPECTED = {"glow", "maf", "mademog", "mafmademog", "rqs", "nsf_coupling"}
+BAD_VALUES = {
+    "blocks": 0,
+    "hidden": -4,
+    "residual_blocks": 1.5,
+    "mixtures": 0,
+    "bins": 1,
+    "tail_bound": -1.0,
+    "activation": "swish",
+    "dropout": 1.0,
+    "permutation": "shuffle",
+    "batch_norm": "yes",
+    "scale_bound": 0.0,
+    "min_scale": -1.0,
+}
+
+
+def test_registry_keys():
+    assert set(FLOWS) == EXPECTED
+
+
+def test_unknown_model_lists_valid_names():
+    with pytest.raises(ValueError, match="'nice'") as err:
+        build_flow("nice", 3)
+    for name in EXPECTED:
+        assert name in str(err.value)
+
+
+@pytest.mark.parametrize("model", list(FLOWS))
+def test_unknown_hyperparameter_is_named(model):
+    with pytest.raises(ValueError, match="'learning_rate'"):
+        build_flow(model, 3, learning_rate=1e-3)
+
+
+def test_hyperparameter_not_of_this_family_is_named():
+    with pytest.raises(ValueError, match="'bins'.*'mademog'"):
+        build_flow("mademog", 3, bins=8)
+
+
+@pytest.mark.parametrize("model", list(FLOWS))
+def test_invalid_values_name_the_key(model):
+    valid = hyperparameters(model)
+    checked = 0
+    for key, value in BAD_VALUES.items():
+        if key in valid:
+            with pytest.raises(ValueError, match=key):
+                build_flow(model, 3, **{key: value})
+            checked += 1
+    assert checked >= 4
+    with pytest.raises(ValueError, match="n_features"):
+        build_flow(model, 0)
+
+
+@pytest.mark.parametrize("model", list(FLOWS))
+def test_defaults_build_an_18_feature_model(model):
+    hyper = hyperparameters(model)
+    assert {"hidden", "residual_blocks", "activation", "dropout"} <= set(hyper)
+    flow = build_flow(model, 18)
+    assert flow.log_prob(torch.randn(3, 18)).shape == (3,)
+
+
+def test_documented_defaults():
+    assert hyperparameters("rqs")["bins"] == 32 and hyperparameters("rqs")["tail_bound"] == 5.0
+    assert hyperparameters("mademog")["activation"] == "gelu"
+    assert hyperparameters("glow")["permutation"] == "lu" and hyperparameters("glow")["batch_norm"]
+
+
+MODULES = ["base", "nets", "made", "splines", "transforms", "glow", "maf", "mademog", "rqs",
+           "nsf_coupling", "registry"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(f"flowsim.flows.{name}")
+    assert module.__doc__ and sorted(module.__all__) == list(module.__all__)
+    result = doctest.testmod(module, extraglobs={"torch": torch}, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0

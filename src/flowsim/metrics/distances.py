@@ -1,0 +1,609 @@
+"""One-dimensional distances between a reference (MC) sample and a candidate (generated) sample.
+
+The paper (Gavranovič & Kerševan 2024, Sec. 4.2) compares generated and MC events feature by
+feature with the χ² distance, the Kullback–Leibler divergence, the Hellinger distance and the
+Wasserstein distance, averages over features, and calibrates the numbers against a baseline:
+the same distances between two independent halves of the MC hold-out (``test_a`` vs ``test_b``).
+
+Binning (histogram metrics only):
+    The binning is fixed once per feature from the **reference** sample and reused for every
+    candidate, resample and the baseline, so all numbers of a feature are on the same footing.
+    ``kind="uniform"`` (default): ``n_bins`` equal-width bins between the quantiles
+    ``quantile_range = (lo, hi)`` of the reference (default 0.1% and 99.9%, robust to the long
+    tails of momenta and masses). ``kind="quantile"``: edges at ``n_bins + 1`` equally spaced
+    reference quantiles in ``(lo, hi)`` (equal reference content; repeated edges, e.g. of a
+    discrete feature, are merged so fewer bins may result). A reference with a single value
+    gets the window ``[v - 1/2, v + 1/2]``.
+
+    Values outside the edges are **not dropped**: every histogram has an underflow bin (index 0)
+    and an overflow bin (index -1) that take part in all three histogram metrics like any other
+    bin, and their counts are returned (``FeatureDistances.*_out_of_range``). A value equal to
+    the last edge belongs to the last regular bin (the ``numpy.histogram`` convention).
+
+Histogram metrics, with p = reference and q = candidate histograms each normalised to unit sum
+over all B bins (flow bins included):
+
+    χ²(p, q)  = ½ Σ_i (p_i − q_i)² / (p_i + q_i)   ∈ [0, 1], bins with p_i + q_i = 0 skipped
+    KL(p ‖ q) = Σ_{i: p_i > 0} p_i log(p_i / q̃_i)  ≥ 0, q̃_i = q_i, or ε where q_i = 0
+    H(p, q)   = sqrt(1 − Σ_i sqrt(p_i q_i))        ∈ [0, 1]
+
+χ² is the triangular discrimination divided by two (0 for equal histograms, 1 for disjoint
+ones). KL is taken in the direction reference ‖ candidate, so it penalises a candidate that
+misses regions populated by MC. Bins with p_i = 0 contribute 0 (the limit p log p → 0). A bin
+with p_i > 0 and q_i = 0 would make KL infinite; there q_i is replaced by ε. When the candidate
+is a sample of n events, ``feature_distances`` takes ε = 1/(2n), i.e. half an event: the bin is
+treated as if it had fallen just short of one count (no renormalisation; the effect is at most
+B/(2n)). The number of such bins is counted and returned, never hidden.
+
+Wasserstein-1 is computed on the **raw** samples (never on bin heights), from the empirical
+cumulative distribution functions F (reference, n values) and G (candidate, m values):
+
+    W1 = ∫ |F(x) − G(x)| dx = Σ_k |F(z_k) − G(z_k)| (z_{k+1} − z_k)
+
+over the sorted pooled sample z; for n = m this equals mean_i |x_(i) − y_(i)| of the order
+statistics. Cost O((n + m) log(n + m)).
+
+Resampling: ``feature_distances`` draws the candidate K times at ``sample_size`` values (the
+reference size by default) and reports the mean and standard deviation (ddof=1) over the K
+draws; the reference is always used in full. Draws are subsamples without replacement when the
+candidate pool holds at least twice ``sample_size`` values (close to fresh independent samples),
+otherwise bootstrap samples with replacement (a subsample of n from n would repeat the same set).
+The baseline is the same computation with ``test_b`` as the candidate, hence at the same sample
+size; it uses the same random stream as the generated sample, so identical inputs give
+identical numbers.
+
+References:
+    Gavranovič, Kerševan, "Systematic evaluation of generative machine learning capability to
+    simulate distributions of observables at the LHC", EPJC 84 (2024) 911.
+    Villani, "Optimal Transport: Old and New" (2009), Remark 2.19 (W1 in one dimension).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal, NamedTuple
+
+import numpy as np
+
+from flowsim.io import write_tsv
+
+__all__ = [
+    "METRICS",
+    "TSV_HEADER",
+    "DistanceRow",
+    "Distances",
+    "FeatureDistances",
+    "binned_counts",
+    "chi2_distance",
+    "distance_table",
+    "feature_distances",
+    "hellinger_distance",
+    "kl_divergence",
+    "read_distances_tsv",
+    "reference_binning",
+    "sample_distances",
+    "wasserstein_1d",
+    "write_distances_tsv",
+]
+
+log = logging.getLogger(__name__)
+
+#: Metric names, in table order.
+METRICS: tuple[str, ...] = ("chi2", "kl", "hellinger", "wasserstein")
+
+#: Columns of ``distances.tsv``.
+TSV_HEADER: tuple[str, ...] = ("feature", "metric", "value", "std", "baseline")
+
+Seed = int | Sequence[int]
+
+
+class Distances(NamedTuple):
+    """The four distances of one comparison (or a statistic of them over resamples)."""
+
+    chi2: float
+    kl: float
+    hellinger: float
+    wasserstein: float
+
+
+class FeatureDistances(NamedTuple):
+    """Distances of one feature, resampled.
+
+    Attributes:
+        value: mean over the K draws of each metric.
+        std: standard deviation (ddof=1) over the K draws; NaN when K = 1.
+        n_resamples: K.
+        sample_size: number of candidate values per draw.
+        method: ``"subsample"`` (without replacement) or ``"bootstrap"`` (with replacement).
+        ref_out_of_range: (underflow, overflow) counts of the full reference.
+        gen_out_of_range: (underflow, overflow) counts of the full candidate pool.
+        kl_empty_bins: number of (draw, bin) pairs with p_i > 0 and q_i = 0, where the KL
+            divergence used ε = 1/(2 · sample_size) for q_i.
+    """
+
+    value: Distances
+    std: Distances
+    n_resamples: int
+    sample_size: int
+    method: str
+    ref_out_of_range: tuple[int, int]
+    gen_out_of_range: tuple[int, int]
+    kl_empty_bins: int
+
+
+class DistanceRow(NamedTuple):
+    """One row of ``distances.tsv``; ``feature == "mean"`` marks the average over features."""
+
+    feature: str
+    metric: str
+    value: float
+    std: float
+    baseline: float
+
+
+# ---------------------------------------------------------------------------------------------
+# input checks
+
+
+def _check_sample(x: np.ndarray, name: str) -> np.ndarray:
+    """``x`` as a finite, non-empty 1-D float64 array, or a ValueError naming ``name``."""
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{name} is empty")
+    n_bad = a.size - int(np.count_nonzero(np.isfinite(a)))
+    if n_bad:
+        raise ValueError(f"{name} has {n_bad} non-finite value(s) (NaN or inf) of {a.size}")
+    return a
+
+
+def _check_matrix(x: np.ndarray, name: str, n_features: int) -> np.ndarray:
+    """``x`` as a finite (N, n_features) array with N > 0, or a ValueError naming ``name``."""
+    a = np.asarray(x)
+    if a.ndim != 2 or a.shape[1] != n_features:
+        raise ValueError(f"{name} must have shape (N, {n_features}), got {a.shape}")
+    if a.shape[0] == 0:
+        raise ValueError(f"{name} has no events")
+    if not np.issubdtype(a.dtype, np.number):
+        raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
+    finite = np.isfinite(a).all(axis=0)
+    if not finite.all():
+        raise ValueError(f"{name} has non-finite values (NaN or inf) in column(s) "
+                         f"{np.flatnonzero(~finite).tolist()}")
+    return a
+
+
+def _check_histograms(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate two histograms and return them normalised to unit sum."""
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    if p.ndim != 1 or p.shape != q.shape:
+        raise ValueError(f"histograms must be 1-D of equal length, got shapes {p.shape} and "
+                         f"{q.shape}")
+    for name, h in (("p", p), ("q", q)):
+        if h.size == 0:
+            raise ValueError(f"histogram {name} is empty")
+        if not np.isfinite(h).all():
+            raise ValueError(f"histogram {name} has non-finite entries")
+        if (h < 0).any():
+            raise ValueError(f"histogram {name} has negative entries")
+        if h.sum() <= 0:
+            raise ValueError(f"histogram {name} sums to zero")
+    return p / p.sum(), q / q.sum()
+
+
+# ---------------------------------------------------------------------------------------------
+# binning
+
+
+def reference_binning(
+    ref: np.ndarray,
+    n_bins: int = 100,
+    *,
+    kind: Literal["uniform", "quantile"] = "uniform",
+    quantile_range: tuple[float, float] = (0.001, 0.999),
+) -> np.ndarray:
+    """Bin edges for one feature, fixed from the reference sample.
+
+    Arguments:
+        ref: reference values, shape (N,).
+        n_bins: number of regular bins (flow bins come on top).
+        kind: ``"uniform"``, equal widths between the quantiles ``quantile_range`` of ``ref``;
+            ``"quantile"``, edges at equally spaced quantiles within ``quantile_range``
+            (repeated edges merged).
+        quantile_range: (lo, hi) with 0 <= lo < hi <= 1; (0, 1) spans min to max.
+
+    Returns:
+        strictly increasing edges, shape (n_bins + 1,) (fewer for merged quantile edges).
+    """
+    ref = _check_sample(ref, "ref")
+    if int(n_bins) != n_bins or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    lo, hi = quantile_range
+    if not 0.0 <= lo < hi <= 1.0:
+        raise ValueError(f"quantile_range must satisfy 0 <= lo < hi <= 1, got {quantile_range}")
+    if kind == "uniform":
+        a, b = np.quantile(ref, [lo, hi])
+        if b <= a:  # a (locally) constant feature: fall back to its full range, then a unit window
+            a, b = float(ref.min()), float(ref.max())
+        if b <= a:
+            a, b = a - 0.5, b + 0.5
+        return np.linspace(a, b, int(n_bins) + 1)
+    if kind == "quantile":
+        edges = np.unique(np.quantile(ref, np.linspace(lo, hi, int(n_bins) + 1)))
+        if edges.size < 2:
+            edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
+        return edges
+    raise ValueError(f"unknown binning kind {kind!r}; expected 'uniform' or 'quantile'")
+
+
+def _counts_sorted(xs: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Flow-bin histogram of an already sorted sample in O(B log n)."""
+    below = np.searchsorted(xs, edges, side="left")  # number of values < each edge
+    below[-1] = np.searchsorted(xs, edges[-1], side="right")  # last bin is closed on the right
+    return np.concatenate(([below[0]], np.diff(below), [xs.size - below[-1]]))
+
+
+def _check_edges(edges: np.ndarray) -> np.ndarray:
+    e = np.asarray(edges, dtype=np.float64)
+    if e.ndim != 1 or e.size < 2 or not np.isfinite(e).all() or (np.diff(e) <= 0).any():
+        raise ValueError("edges must be a finite, strictly increasing 1-D array of >= 2 values")
+    return e
+
+
+def binned_counts(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Histogram of ``x`` with flow bins.
+
+    Returns:
+        integer counts, shape (len(edges) + 1,): index 0 the underflow (x < edges[0]),
+        1..B the regular bins [e_k, e_{k+1}) (the last one closed), -1 the overflow
+        (x > edges[-1]). The counts sum to len(x).
+    """
+    return _counts_sorted(np.sort(_check_sample(x, "x")), _check_edges(edges))
+
+
+# ---------------------------------------------------------------------------------------------
+# the four distances
+
+
+def chi2_distance(p: np.ndarray, q: np.ndarray) -> float:
+    """χ² = ½ Σ (p_i − q_i)² / (p_i + q_i) of two histograms (counts or weights; normalised)."""
+    p, q = _check_histograms(p, q)
+    s = p + q
+    nz = s > 0  # 0/0 bins carry no information
+    return float(0.5 * np.sum((p[nz] - q[nz]) ** 2 / s[nz]))
+
+
+def kl_divergence(p: np.ndarray, q: np.ndarray, *, eps: float = 1e-10) -> float:
+    """KL(p ‖ q) = Σ_{p_i>0} p_i log(p_i / q̃_i), q̃_i = max(q_i, ε) where q_i = 0.
+
+    Arguments:
+        p: reference histogram, shape (B,); normalised here.
+        q: candidate histogram, shape (B,); normalised here.
+        eps: stand-in probability for empty candidate bins, defaults to 1e-10
+            (``feature_distances`` passes half an event, 1/(2n)).
+    """
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps!r}")
+    p, q = _check_histograms(p, q)
+    nz = p > 0
+    qq = np.where(q[nz] > 0, q[nz], eps)
+    return float(np.sum(p[nz] * np.log(p[nz] / qq)))
+
+
+def hellinger_distance(p: np.ndarray, q: np.ndarray) -> float:
+    """H = sqrt(1 − Σ sqrt(p_i q_i)) ∈ [0, 1] of two histograms (normalised here)."""
+    p, q = _check_histograms(p, q)
+    bc = np.sum(np.sqrt(p * q))  # Bhattacharyya coefficient
+    return float(math.sqrt(max(0.0, 1.0 - bc)))  # rounding can push bc a hair above 1
+
+
+def _wasserstein_sorted(xs: np.ndarray, ys: np.ndarray) -> float:
+    """W1 of two sorted samples."""
+    n, m = xs.size, ys.size
+    if n == m:  # matching order statistics is the optimal coupling for equal sizes
+        return float(np.mean(np.abs(xs - ys)))
+    z = np.concatenate((xs, ys))
+    # A stable argsort of two sorted runs is a merge; it also tells which sample each value is from.
+    order = np.argsort(z, kind="stable")
+    zs = z[order]
+    n_x = np.cumsum(order < n)  # integer counts keep F exact
+    k = np.arange(1, n + m + 1)
+    diff_cdf = n_x / n - (k - n_x) / m
+    return float(np.sum(np.abs(diff_cdf[:-1]) * np.diff(zs)))
+
+
+def wasserstein_1d(x: np.ndarray, y: np.ndarray) -> float:
+    """W1 = ∫ |F(t) − G(t)| dt of the empirical distributions of two raw samples (any sizes)."""
+    xs = np.sort(_check_sample(x, "x"))
+    ys = np.sort(_check_sample(y, "y"))
+    return _wasserstein_sorted(xs, ys)
+
+
+def _all_distances(
+    ref_sorted: np.ndarray, ref_counts: np.ndarray, gen_sorted: np.ndarray, edges: np.ndarray
+) -> tuple[Distances, int]:
+    """The four distances from sorted samples, plus the number of KL-regularised bins."""
+    q = _counts_sorted(gen_sorted, edges)
+    eps = 0.5 / gen_sorted.size
+    n_empty = int(np.count_nonzero((ref_counts > 0) & (q == 0)))
+    d = Distances(
+        chi2=chi2_distance(ref_counts, q),
+        kl=kl_divergence(ref_counts, q, eps=eps),
+        hellinger=hellinger_distance(ref_counts, q),
+        wasserstein=_wasserstein_sorted(ref_sorted, gen_sorted),
+    )
+    return d, n_empty
+
+
+def sample_distances(ref: np.ndarray, gen: np.ndarray, *, edges: np.ndarray) -> Distances:
+    """The four distances between two full samples (no resampling) on the given binning."""
+    rs = np.sort(_check_sample(ref, "ref"))
+    gs = np.sort(_check_sample(gen, "gen"))
+    e = _check_edges(edges)
+    return _all_distances(rs, _counts_sorted(rs, e), gs, e)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# resampling
+
+
+def _draw_sorted(
+    pool_sorted: np.ndarray, size: int, method: str, rng: np.random.Generator
+) -> np.ndarray:
+    """A random sample of ``size`` values of a sorted pool, returned sorted, in O(pool)."""
+    n = pool_sorted.size
+    if method == "bootstrap":
+        # Multiplicities of each pool value; repeating a sorted array keeps it sorted.
+        return np.repeat(pool_sorted, np.bincount(rng.integers(0, n, size), minlength=n))
+    keep = np.zeros(n, dtype=bool)
+    keep[rng.choice(n, size, replace=False)] = True
+    return pool_sorted[keep]
+
+
+def _resolve_method(method: str, pool: int, size: int, name: str) -> str:
+    if method == "auto":
+        return "subsample" if pool >= 2 * size else "bootstrap"
+    if method == "subsample":
+        if pool < size:
+            raise ValueError(f"cannot subsample {size} values without replacement from {name} "
+                             f"of {pool}; use method='bootstrap' or a smaller sample_size")
+        return method
+    if method == "bootstrap":
+        return method
+    raise ValueError(f"unknown method {method!r}; expected 'auto', 'subsample' or 'bootstrap'")
+
+
+def _resampled(
+    ref_sorted: np.ndarray,
+    ref_counts: np.ndarray,
+    pool_sorted: np.ndarray,
+    edges: np.ndarray,
+    *,
+    n_resamples: int,
+    sample_size: int,
+    method: str,
+    seed: Seed,
+) -> FeatureDistances:
+    """Resampled distances of one feature from pre-sorted inputs."""
+    method = _resolve_method(method, pool_sorted.size, sample_size, "gen")
+    rng = np.random.default_rng(seed)
+    values = np.empty((n_resamples, len(METRICS)))
+    n_empty = 0
+    for k in range(n_resamples):
+        draw = _draw_sorted(pool_sorted, sample_size, method, rng)
+        d, e = _all_distances(ref_sorted, ref_counts, draw, edges)
+        values[k] = d
+        n_empty += e
+    std = values.std(axis=0, ddof=1) if n_resamples > 1 else np.full(len(METRICS), np.nan)
+    gen_counts = _counts_sorted(pool_sorted, edges)
+    return FeatureDistances(
+        value=Distances(*values.mean(axis=0).tolist()),
+        std=Distances(*std.tolist()),
+        n_resamples=n_resamples,
+        sample_size=sample_size,
+        method=method,
+        ref_out_of_range=(int(ref_counts[0]), int(ref_counts[-1])),
+        gen_out_of_range=(int(gen_counts[0]), int(gen_counts[-1])),
+        kl_empty_bins=n_empty,
+    )
+
+
+def _check_resampling(n_resamples: int, sample_size: int | None, n_ref: int) -> int:
+    if int(n_resamples) != n_resamples or n_resamples < 1:
+        raise ValueError(f"n_resamples must be a positive integer, got {n_resamples!r}")
+    size = n_ref if sample_size is None else sample_size
+    if int(size) != size or size < 1:
+        raise ValueError(f"sample_size must be a positive integer, got {sample_size!r}")
+    return int(size)
+
+
+def feature_distances(
+    ref: np.ndarray,
+    gen: np.ndarray,
+    *,
+    n_bins: int = 100,
+    edges: np.ndarray | None = None,
+    kind: Literal["uniform", "quantile"] = "uniform",
+    quantile_range: tuple[float, float] = (0.001, 0.999),
+    n_resamples: int = 5,
+    sample_size: int | None = None,
+    method: Literal["auto", "subsample", "bootstrap"] = "auto",
+    seed: Seed = 0,
+) -> FeatureDistances:
+    """χ², KL, Hellinger and W1 of one feature, mean ± std over K draws of the candidate.
+
+    Arguments:
+        ref: reference (MC ``test_a``) values, shape (N,); used in full.
+        gen: candidate pool (generated events, or MC ``test_b`` for the baseline), shape (M,).
+        n_bins, kind, quantile_range: the reference binning (``reference_binning``); ignored
+            when ``edges`` is given.
+        edges: explicit bin edges, defaults to None (derive them from ``ref``).
+        n_resamples: K >= 1 draws of the candidate.
+        sample_size: values per draw, defaults to None (N, the reference size).
+        method: ``"subsample"`` (without replacement), ``"bootstrap"`` (with replacement) or
+            ``"auto"`` (subsample when M >= 2 · sample_size, else bootstrap).
+        seed: seed of the draws (an int or a sequence of ints).
+
+    Returns:
+        FeatureDistances with the means, standard deviations and the out-of-range counts.
+    """
+    ref = _check_sample(ref, "ref")
+    gen = _check_sample(gen, "gen")
+    size = _check_resampling(n_resamples, sample_size, ref.size)
+    e = reference_binning(ref, n_bins, kind=kind, quantile_range=quantile_range) \
+        if edges is None else _check_edges(edges)
+    ref_sorted = np.sort(ref)
+    return _resampled(ref_sorted, _counts_sorted(ref_sorted, e), np.sort(gen), e,
+                      n_resamples=int(n_resamples), sample_size=size, method=method, seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# tables
+
+
+def _feature_pair(
+    j: int,
+    test_a: np.ndarray,
+    generated: np.ndarray,
+    test_b: np.ndarray,
+    opts: dict,
+) -> tuple[FeatureDistances, FeatureDistances]:
+    """Generated-vs-MC and baseline distances of column ``j``."""
+    ref = np.sort(test_a[:, j].astype(np.float64))
+    edges = reference_binning(ref, opts["n_bins"], kind=opts["kind"],
+                              quantile_range=opts["quantile_range"])
+    ref_counts = _counts_sorted(ref, edges)
+    common = dict(n_resamples=opts["n_resamples"], sample_size=opts["sample_size"],
+                  method=opts["method"], seed=(*opts["seed"], j))
+    # Same random stream for both: identical candidate pools give identical numbers.
+    gen = _resampled(ref, ref_counts, np.sort(generated[:, j].astype(np.float64)), edges,
+                     **common)
+    base = _resampled(ref, ref_counts, np.sort(test_b[:, j].astype(np.float64)), edges,
+                      **common)
+    return gen, base
+
+
+def _rows_of(name: str, gen: FeatureDistances, base: FeatureDistances) -> list[DistanceRow]:
+    return [DistanceRow(name, m, getattr(gen.value, m), getattr(gen.std, m),
+                        getattr(base.value, m)) for m in METRICS]
+
+
+def _mean_rows(rows: list[DistanceRow]) -> list[DistanceRow]:
+    """Average over features; the std of the mean assumes independent features (separately
+    seeded draws), sqrt(Σ σ_j²) / F."""
+    out = []
+    for m in METRICS:
+        sel = [r for r in rows if r.metric == m]
+        std = math.sqrt(sum(r.std**2 for r in sel)) / len(sel)
+        out.append(DistanceRow("mean", m, float(np.mean([r.value for r in sel])), std,
+                               float(np.mean([r.baseline for r in sel]))))
+    return out
+
+
+def distance_table(
+    test_a: np.ndarray,
+    generated: np.ndarray,
+    test_b: np.ndarray,
+    features: Sequence[str],
+    *,
+    n_bins: int = 100,
+    kind: Literal["uniform", "quantile"] = "uniform",
+    quantile_range: tuple[float, float] = (0.001, 0.999),
+    n_resamples: int = 5,
+    sample_size: int | None = None,
+    method: Literal["auto", "subsample", "bootstrap"] = "auto",
+    seed: int = 0,
+    n_jobs: int = 1,
+) -> list[DistanceRow]:
+    """Rows (feature, metric, value, std, baseline) for every feature and metric.
+
+    Arguments:
+        test_a: MC reference, shape (N_a, F).
+        generated: generated events, shape (N_g, F).
+        test_b: independent MC sample for the baseline, shape (N_b, F).
+        features: F column names ("mean" is reserved for the summary rows).
+        n_bins, kind, quantile_range: the per-feature reference binning from ``test_a``.
+        n_resamples, sample_size, method: as in ``feature_distances``; generated and baseline
+            draws have the same size, defaults to None (N_a).
+        seed: root seed; feature j draws from the stream (seed, j), so results do not depend on
+            ``n_jobs``.
+        n_jobs: threads over features (numpy releases the GIL while sorting).
+
+    Returns:
+        4·F rows, features in input order and metrics in ``METRICS`` order, then 4 rows with
+        feature "mean": the average value and baseline over features, std sqrt(Σ σ²)/F.
+    """
+    features = [str(f) for f in features]
+    if not features:
+        raise ValueError("features is empty")
+    if "mean" in features:
+        raise ValueError("'mean' is reserved for the summary rows; rename that feature")
+    if len(set(features)) != len(features):
+        raise ValueError(f"feature names are not unique: {features}")
+    f = len(features)
+    test_a = _check_matrix(test_a, "test_a", f)
+    generated = _check_matrix(generated, "generated", f)
+    test_b = _check_matrix(test_b, "test_b", f)
+    size = _check_resampling(n_resamples, sample_size, test_a.shape[0])
+    if int(n_jobs) != n_jobs or n_jobs < 1:
+        raise ValueError(f"n_jobs must be a positive integer, got {n_jobs!r}")
+    opts = dict(n_bins=n_bins, kind=kind, quantile_range=quantile_range,
+                n_resamples=int(n_resamples), sample_size=size, method=method, seed=(int(seed),))
+
+    def one(j: int) -> tuple[FeatureDistances, FeatureDistances]:
+        return _feature_pair(j, test_a, generated, test_b, opts)
+
+    if n_jobs == 1:
+        results = [one(j) for j in range(f)]
+    else:
+        with ThreadPoolExecutor(max_workers=int(n_jobs)) as pool:
+            results = list(pool.map(one, range(f)))
+    rows: list[DistanceRow] = []
+    for name, (gen, base) in zip(features, results):
+        if sum(gen.gen_out_of_range) or sum(gen.ref_out_of_range):
+            log.info("%s: out of binning (under, over): test_a %s, generated %s, test_b %s",
+                     name, gen.ref_out_of_range, gen.gen_out_of_range, base.gen_out_of_range)
+        if gen.kl_empty_bins:
+            log.info("%s: %d empty generated bins regularised in KL", name, gen.kl_empty_bins)
+        rows += _rows_of(name, gen, base)
+    return rows + _mean_rows(rows)
+
+
+def write_distances_tsv(path: str | os.PathLike[str], rows: Sequence[DistanceRow]) -> None:
+    """Write rows as TSV with header ``feature metric value std baseline``, atomically.
+
+    The table is written to a temporary file in the destination folder and moved into place
+    with ``os.replace``, so a reader never sees a half-written file.
+    """
+    for r in rows:
+        if len(r) != len(TSV_HEADER):
+            raise ValueError(f"row {r!r} does not have the {len(TSV_HEADER)} fields {TSV_HEADER}")
+        if "\t" in f"{r[0]}{r[1]}" or "\n" in f"{r[0]}{r[1]}":
+            raise ValueError(f"feature/metric names may not contain tabs or newlines: {r!r}")
+    table = [
+        {"feature": str(r[0]), "metric": str(r[1]), **{k: float(v) for k, v in zip(TSV_HEADER[2:], r[2:])}}
+        for r in rows
+    ]
+    write_tsv(path, table, TSV_HEADER)
+
+
+def read_distances_tsv(path: str | os.PathLike[str]) -> list[DistanceRow]:
+    """Read a table written by ``write_distances_tsv``."""
+    with open(path, encoding="utf-8") as fh:
+        lines = fh.read().splitlines()
+    if not lines or tuple(lines[0].split("\t")) != TSV_HEADER:
+        raise ValueError(f"{os.fspath(path)}: header must be {TSV_HEADER}")
+    rows = []
+    for i, line in enumerate(lines[1:], start=2):
+        cells = line.split("\t")
+        if len(cells) != len(TSV_HEADER):
+            raise ValueError(f"{os.fspath(path)}:{i}: expected {len(TSV_HEADER)} fields, "
+                             f"got {len(cells)}")
+        rows.append(DistanceRow(cells[0], cells[1], *(float(c) for c in cells[2:])))
+    return rows

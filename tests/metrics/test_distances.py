@@ -1,0 +1,348 @@
+"""Tests of flowsim.metrics.distances against hand computations, closed forms and scipy."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+from flowsim.metrics import distances as D
+
+# ---------------------------------------------------------------------------------------------
+# hand-made histograms
+
+
+def test_chi2_distance_hand():
+    # p = (1/2, 1/2, 0), q = (1/4, 1/4, 1/2):
+    # ½[(1/4)²/(3/4) + (1/4)²/(3/4) + (1/2)²/(1/2)] = ½[1/12 + 1/12 + 1/2] = 1/3
+    assert D.chi2_distance([2, 2, 0], [1, 1, 2]) == pytest.approx(1 / 3, rel=1e-12)
+
+
+def test_kl_divergence_hand():
+    # p = (1/2, 1/2), q = (1/4, 3/4): ½ log 2 + ½ log(2/3)
+    expected = 0.5 * math.log(2) + 0.5 * math.log(2 / 3)
+    assert D.kl_divergence([1, 1], [1, 3]) == pytest.approx(expected, rel=1e-12)
+    # p_i = 0 bins contribute nothing, whatever q_i is.
+    assert D.kl_divergence([1, 1, 0], [1, 3, 4]) == pytest.approx(
+        0.5 * math.log(0.5 / 0.125) + 0.5 * math.log(0.5 / 0.375), rel=1e-12)
+
+
+def test_kl_divergence_empty_candidate_bin_uses_eps():
+    # p = (1/2, 1/2), q = (1, 0): ½ log(½ / 1) + ½ log(½ / ε)
+    eps = 1e-3
+    expected = 0.5 * math.log(0.5) + 0.5 * math.log(0.5 / eps)
+    assert D.kl_divergence([1, 1], [5, 0], eps=eps) == pytest.approx(expected, rel=1e-12)
+
+
+def test_hellinger_distance_hand():
+    # p = (1/2, 1/2), q = (1/4, 3/4): BC = sqrt(1/8) + sqrt(3/8)
+    bc = math.sqrt(1 / 8) + math.sqrt(3 / 8)
+    assert D.hellinger_distance([1, 1], [1, 3]) == pytest.approx(math.sqrt(1 - bc), rel=1e-12)
+
+
+def test_histogram_metrics_bounds_on_disjoint_support():
+    assert D.chi2_distance([1, 0], [0, 1]) == pytest.approx(1.0)
+    assert D.hellinger_distance([1, 0], [0, 1]) == pytest.approx(1.0)
+
+
+def test_wasserstein_hand():
+    # Shift by 1: W1 = 1. {0, 1} vs {0}: F - G = -1/2 on [0, 1): W1 = 1/2.
+    assert D.wasserstein_1d([0.0, 1.0], [1.0, 2.0]) == pytest.approx(1.0)
+    assert D.wasserstein_1d([0.0, 1.0], [0.0]) == pytest.approx(0.5)
+    assert D.wasserstein_1d([0.0, 0.0, 3.0], [1.0]) == pytest.approx((2 / 3) * 1 + (1 / 3) * 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# identical samples
+
+
+def test_identical_samples_give_zero():
+    x = np.random.default_rng(0).gamma(2.0, size=5000)
+    edges = D.reference_binning(x, 50)
+    d = D.sample_distances(x, x.copy(), edges=edges)
+    assert d.chi2 == 0.0 and d.kl == 0.0 and d.wasserstein == 0.0
+    assert d.hellinger == pytest.approx(0.0, abs=1e-7)  # sqrt of a rounding error
+
+
+# ---------------------------------------------------------------------------------------------
+# two Gaussians: closed forms
+
+
+M1, S1, M2, S2 = 0.0, 1.0, 0.5, 1.3
+
+
+@pytest.fixture(scope="module")
+def gaussians():
+    rng = np.random.default_rng(42)
+    x = rng.normal(M1, S1, 1_000_000)
+    y = rng.normal(M2, S2, 1_000_000)
+    # Fine binning over the whole reference range, so little mass is left to the flow bins.
+    edges = D.reference_binning(x, 200, quantile_range=(0.0, 1.0))
+    return x, y, D.sample_distances(x, y, edges=edges)
+
+
+def test_hellinger_gaussians_closed_form(gaussians):
+    *_, d = gaussians
+    h2 = 1 - math.sqrt(2 * S1 * S2 / (S1**2 + S2**2)) * math.exp(
+        -((M1 - M2) ** 2) / (4 * (S1**2 + S2**2)))
+    assert d.hellinger == pytest.approx(math.sqrt(h2), rel=0.02)
+
+
+def test_kl_gaussians_closed_form(gaussians):
+    *_, d = gaussians
+    kl = math.log(S2 / S1) + (S1**2 + (M1 - M2) ** 2) / (2 * S2**2) - 0.5
+    assert d.kl == pytest.approx(kl, rel=0.03)  # seed-to-seed scatter is ~0.6%
+
+
+def test_chi2_gaussians_numerical(gaussians):
+    # ½ ∫ (p − q)² / (p + q) dx by quadrature (no closed form).
+    p, q = stats.norm(M1, S1).pdf, stats.norm(M2, S2).pdf
+    expected = 0.5 * integrate.quad(lambda t: (p(t) - q(t)) ** 2 / (p(t) + q(t)), -15, 15)[0]
+    assert gaussians[2].chi2 == pytest.approx(expected, rel=0.03)
+
+
+def test_wasserstein_gaussians_equal_sigma():
+    rng = np.random.default_rng(7)
+    x = rng.normal(0.0, 1.0, 500_000)
+    y = rng.normal(0.3, 1.0, 400_000)
+    assert D.wasserstein_1d(x, y) == pytest.approx(0.3, abs=5e-3)
+
+
+def test_wasserstein_gaussians_general_vs_integral(gaussians):
+    x, y, d = gaussians
+    f, g = stats.norm(M1, S1).cdf, stats.norm(M2, S2).cdf
+    expected = integrate.quad(lambda t: abs(f(t) - g(t)), -15, 15, limit=200)[0]
+    assert d.wasserstein == pytest.approx(expected, abs=5e-3)
+
+
+@pytest.mark.parametrize("n, m", [(1, 7), (100, 37), (1000, 1000), (2345, 999)])
+def test_wasserstein_vs_scipy(n, m):
+    rng = np.random.default_rng(n + m)
+    x = rng.standard_t(3, n)
+    y = rng.normal(0.2, 1.5, m)
+    assert D.wasserstein_1d(x, y) == pytest.approx(stats.wasserstein_distance(x, y), rel=1e-9)
+
+
+def test_wasserstein_vs_scipy_with_ties():
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 5, 300).astype(float)
+    y = rng.integers(1, 7, 170).astype(float)
+    assert D.wasserstein_1d(x, y) == pytest.approx(stats.wasserstein_distance(x, y), rel=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
+# binning and out-of-range values
+
+
+def test_reference_binning_uniform_between_quantiles():
+    x = np.random.default_rng(1).normal(size=10_000)
+    edges = D.reference_binning(x, 20, quantile_range=(0.01, 0.99))
+    lo, hi = np.quantile(x, [0.01, 0.99])
+    np.testing.assert_allclose(edges, np.linspace(lo, hi, 21))
+
+
+def test_reference_binning_quantile_kind_has_equal_content():
+    x = np.random.default_rng(2).exponential(size=10_000)
+    edges = D.reference_binning(x, 10, kind="quantile", quantile_range=(0.0, 1.0))
+    counts = D.binned_counts(x, edges)
+    assert counts[0] == 0 and counts[-1] == 0
+    assert np.all(np.abs(counts[1:-1] - 1000) <= 1)
+
+
+def test_reference_binning_discrete_and_constant_features():
+    levels = np.repeat([0.0, 1.0865, 2.1731], [500, 300, 200])  # a b-tag like column
+    edges = D.reference_binning(levels, 10, kind="quantile")
+    assert np.all(np.diff(edges) > 0) and edges.size <= 11
+    const = np.full(100, 3.0)
+    np.testing.assert_allclose(D.reference_binning(const, 4), [2.5, 2.75, 3.0, 3.25, 3.5])
+
+
+def test_binned_counts_flow_bins():
+    edges = np.array([0.0, 1.0, 2.0])
+    x = np.array([-5.0, -0.1, 0.0, 0.5, 1.0, 2.0, 2.0001, 9.0])
+    # underflow 2; [0,1): 0, 0.5; [1,2]: 1, 2 (last edge inside); overflow 2
+    np.testing.assert_array_equal(D.binned_counts(x, edges), [2, 2, 2, 2])
+    inside = x[(x >= 0) & (x <= 2)]
+    np.testing.assert_array_equal(D.binned_counts(x, edges)[1:-1], np.histogram(inside, edges)[0])
+
+
+def test_out_of_range_values_are_counted_not_dropped():
+    rng = np.random.default_rng(4)
+    ref = rng.uniform(0.0, 1.0, 10_000)
+    gen = np.concatenate([rng.uniform(0.2, 0.8, 20_000), np.full(7, -3.0), np.full(3, 5.0)])
+    fd = D.feature_distances(ref, gen, n_bins=10, quantile_range=(0.0, 1.0), n_resamples=2)
+    assert fd.ref_out_of_range == (0, 0)
+    assert fd.gen_out_of_range == (7, 3)
+    # The 10 outliers alone, in flow bins, separate otherwise equal histograms.
+    edges = np.linspace(0.0, 1.0, 11)
+    base = np.full(10_000, 0.55)
+    d = D.sample_distances(base, np.concatenate([base, [-1.0] * 10]), edges=edges)
+    assert d.chi2 > 0 and d.hellinger > 0 and d.kl > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# resampling and the baseline
+
+
+def test_feature_distances_resampling_mean_and_std():
+    rng = np.random.default_rng(5)
+    ref = rng.normal(0.0, 1.0, 20_000)
+    gen = rng.normal(0.3, 1.1, 100_000)
+    fd = D.feature_distances(ref, gen, n_bins=40, n_resamples=20, seed=1)
+    assert fd.method == "subsample" and fd.sample_size == ref.size and fd.n_resamples == 20
+    full = D.sample_distances(ref, gen, edges=D.reference_binning(ref, 40))
+    for m in D.METRICS:
+        assert getattr(fd.std, m) > 0, m
+        # The mean at size 20k sits a little above the full-pool value (more noise): 10%.
+        assert getattr(fd.value, m) == pytest.approx(getattr(full, m), rel=0.1), m
+
+
+def test_feature_distances_is_seeded():
+    rng = np.random.default_rng(6)
+    ref, gen = rng.normal(size=2000), rng.normal(size=2000)
+    a = D.feature_distances(ref, gen, n_bins=20, seed=3)
+    b = D.feature_distances(ref, gen, n_bins=20, seed=3)
+    c = D.feature_distances(ref, gen, n_bins=20, seed=4)
+    assert a == b and a != c
+    assert a.method == "bootstrap"  # a pool of n cannot give distinct subsamples of n
+
+
+def test_feature_distances_sample_size_and_methods():
+    rng = np.random.default_rng(8)
+    ref, gen = rng.normal(size=1000), rng.normal(size=1500)
+    assert D.feature_distances(ref, gen, n_bins=10, sample_size=500).method == "subsample"
+    fd = D.feature_distances(ref, gen, n_bins=10, method="subsample")
+    assert fd.method == "subsample" and fd.sample_size == 1000
+    with pytest.raises(ValueError, match="cannot subsample 2000"):
+        D.feature_distances(ref, gen, n_bins=10, sample_size=2000, method="subsample")
+    single = D.feature_distances(ref, gen, n_bins=10, n_resamples=1)
+    assert all(math.isnan(s) for s in single.std)
+
+
+FEATURES = ["a", "b", "c"]
+
+
+@pytest.fixture(scope="module")
+def samples():
+    rng = np.random.default_rng(9)
+    test_a = rng.normal(size=(4000, 3))
+    test_b = rng.normal(size=(6000, 3))
+    generated = rng.normal(size=(12_000, 3)) * [1.0, 1.2, 1.0] + [0.0, 0.0, 0.6]
+    return test_a, generated, test_b
+
+
+def test_distance_table_rows(samples):
+    rows = D.distance_table(*samples, FEATURES, n_bins=30, n_resamples=4, seed=2)
+    assert len(rows) == 4 * len(FEATURES) + 4
+    assert [r.feature for r in rows[-4:]] == ["mean"] * 4
+    assert [r.metric for r in rows[:4]] == list(D.METRICS)
+    for m in D.METRICS:
+        per = [r for r in rows[:-4] if r.metric == m]
+        mean = next(r for r in rows[-4:] if r.metric == m)
+        assert mean.value == pytest.approx(np.mean([r.value for r in per]))
+        assert mean.baseline == pytest.approx(np.mean([r.baseline for r in per]))
+        assert mean.std == pytest.approx(math.sqrt(sum(r.std**2 for r in per)) / 3)
+        # Feature "a" is generated like MC, "c" is shifted: value ~ baseline vs value >> baseline.
+        a, c = per[0], per[2]
+        assert a.value < 3 * a.baseline + 3 * a.std
+        assert c.value > 2 * c.baseline and c.value > c.baseline + 5 * c.std
+
+
+def test_distance_table_baseline_at_equal_size(samples):
+    test_a, _, test_b = samples
+    # Generated = test_b: the same draws at the same size, so value == baseline exactly.
+    rows = D.distance_table(test_a, test_b, test_b, FEATURES, n_bins=30, n_resamples=3)
+    for r in rows:
+        assert r.value == r.baseline
+    # The baseline equals feature_distances with test_b at the size of test_a.
+    fd = D.feature_distances(test_a[:, 1], test_b[:, 1], n_bins=30, n_resamples=3,
+                             seed=(0, 1))
+    assert fd.sample_size == test_a.shape[0]
+    row = next(r for r in rows if r.feature == "b" and r.metric == "wasserstein")
+    assert row.baseline == fd.value.wasserstein
+
+
+def test_distance_table_does_not_depend_on_n_jobs(samples):
+    one = D.distance_table(*samples, FEATURES, n_bins=20, n_resamples=2, n_jobs=1)
+    two = D.distance_table(*samples, FEATURES, n_bins=20, n_resamples=2, n_jobs=2)
+    assert one == two
+
+
+def test_distance_table_accepts_float32(samples):
+    rows = D.distance_table(*(s.astype(np.float32) for s in samples), FEATURES, n_bins=20,
+                            n_resamples=2)
+    assert all(np.isfinite(r.value) for r in rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# TSV
+
+
+def test_write_and_read_distances_tsv(tmp_path, samples):
+    rows = D.distance_table(*samples, FEATURES, n_bins=20, n_resamples=2)
+    path = tmp_path / "eval" / "run" / "distances.tsv"
+    D.write_distances_tsv(path, rows)
+    text = path.read_text()
+    assert text.splitlines()[0] == "feature\tmetric\tvalue\tstd\tbaseline"
+    assert D.read_distances_tsv(path) == rows  # repr() round-trips floats exactly
+    D.write_distances_tsv(path, rows[:4])  # overwrite in place
+    assert len(D.read_distances_tsv(path)) == 4
+    assert os.listdir(path.parent) == ["distances.tsv"]  # no temporary file left behind
+
+
+def test_write_distances_tsv_failure_leaves_old_file(tmp_path):
+    path = tmp_path / "distances.tsv"
+    D.write_distances_tsv(path, [D.DistanceRow("a", "kl", 0.1, 0.01, 0.02)])
+    with pytest.raises(ValueError):
+        D.write_distances_tsv(path, [D.DistanceRow("a", "kl", "not a number", 0.0, 0.0)])
+    assert len(D.read_distances_tsv(path)) == 1
+    assert os.listdir(tmp_path) == ["distances.tsv"]
+
+
+# ---------------------------------------------------------------------------------------------
+# bad inputs
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: D.wasserstein_1d([], [1.0]), "x is empty"),
+        (lambda: D.wasserstein_1d([1.0, np.nan], [1.0]), "x has 1 non-finite"),
+        (lambda: D.wasserstein_1d([1.0], [[1.0]]), "y must be 1-D"),
+        (lambda: D.chi2_distance([1, 2], [1, 2, 3]), "equal length"),
+        (lambda: D.hellinger_distance([1, -1], [1, 1]), "negative"),
+        (lambda: D.kl_divergence([0, 0], [1, 1]), "sums to zero"),
+        (lambda: D.kl_divergence([1, 1], [1, 1], eps=0.0), "eps must be > 0"),
+        (lambda: D.reference_binning([1.0, 2.0], 0), "n_bins"),
+        (lambda: D.reference_binning([1.0, 2.0], 5, quantile_range=(0.5, 0.5)), "quantile_range"),
+        (lambda: D.reference_binning([1.0, 2.0], 5, kind="log"), "unknown binning kind"),
+        (lambda: D.binned_counts([1.0], [1.0, 1.0]), "strictly increasing"),
+        (lambda: D.feature_distances([1.0, 2.0], [np.inf]), "gen has 1 non-finite"),
+        (lambda: D.feature_distances([1.0, 2.0], [1.0], n_resamples=0), "n_resamples"),
+        (lambda: D.feature_distances([1.0, 2.0], [1.0], method="jackknife"), "unknown method"),
+    ],
+)
+def test_bad_inputs_raise(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_distance_table_bad_inputs(samples):
+    test_a, generated, test_b = samples
+    with pytest.raises(ValueError, match=r"generated must have shape \(N, 3\)"):
+        D.distance_table(test_a, generated[:, :2], test_b, FEATURES)
+    with pytest.raises(ValueError, match=r"test_b must have shape \(N, 2\)"):
+        D.distance_table(test_a[:, :2], generated[:, :2], test_b, FEATURES[:2])
+    bad = test_b.copy()
+    bad[5, 2] = np.nan
+    with pytest.raises(ValueError, match=r"test_b has non-finite .* column\(s\) \[2\]"):
+        D.distance_table(test_a, generated, bad, FEATURES)
+    with pytest.raises(ValueError, match="reserved"):
+        D.distance_table(test_a, generated, test_b, ["a", "mean", "c"])
+    with pytest.raises(ValueError, match="not unique"):
+        D.distance_table(test_a, generated, test_b, ["a", "a", "c"])
+    with pytest.raises(ValueError, match="test_a has no events"):
+        D.distance_table(test_a[:0], generated, test_b, FEATURES)

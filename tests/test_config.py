@@ -76,3 +76,44 @@ def test_path_source_needs_an_existing_csv(tmp_path):
     config["data"]["path"] = str(tmp_path / "h.txt")
     with pytest.raises(ConfigError, match=r"must end in \.csv or \.csv\.gz"):
         check_config(config)
+
+
+def test_paper_config_is_valid():
+    config = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    validate(config, SCHEMA)
+    check_config(config)
+    assert config["flows"]["mademog"]["params"]["hidden"] == 2048
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c["flows"]["glow"]["params"].update(hiden=3),
+         "'flows.glow.params.hiden': not a hyperparameter of glow"),
+        (lambda c: c["flows"]["mademog"]["params"].update(bins=8),
+         "'flows.mademog.params.bins': not a hyperparameter of mademog"),
+        (lambda c: c["flows"]["maf"]["params"].update(activation="swish"),
+         "'flows.maf.params': activation must be one of"),
+        (lambda c: c["flows"]["rqs"]["params"].update(bins=0),
+         "'flows.rqs.params': .*bins"),
+    ],
+    ids=["typo", "wrong-family", "bad-value", "bad-size"],
+)  # fmt: skip
+def test_flow_hyperparameters_are_checked_by_name(edit, message):
+    config = default_config()
+    validate(config, SCHEMA)
+    edit(config)
+    with pytest.raises(ConfigError, match=message):
+        check_config(config)
+
+
+def test_run_training_overrides_the_shared_settings():
+    from flowsim.runs import run_spec
+
+    config = default_config()
+    config["flows"]["maf"]["training"] = {"lr": 5e-4}
+    validate(config, SCHEMA)
+    spec = run_spec(config, "maf")
+    assert spec.training.lr == 5e-4
+    assert spec.training.batch_size == config["training"]["batch_size"]
+    assert run_spec(config, "glow").training.lr == config["training"]["lr"]

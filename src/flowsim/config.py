@@ -6,6 +6,7 @@ checks here relate keys to each other and to the file system.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,46 @@ class ConfigError(ValueError):
 def check_config(config: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` for the first cross-key inconsistency found."""
     _check_data(config)
+    _check_flows(config)
+
+
+def _check_flows(config: Mapping[str, Any]) -> None:
+    """Each run's architecture must build: known hyperparameters with valid values."""
+    from flowsim.flows.registry import build_flow, hyperparameters
+    from flowsim.runs import run_spec
+
+    built: set[str] = set()  # studies repeat architectures: build each one once
+    for run, entry in config.get("flows", {}).items():
+        run_spec(config, run)  # training settings
+        valid = hyperparameters(entry["model"])
+        for key in entry.get("params", {}):
+            if key not in valid:
+                raise ConfigError(
+                    f"flows.{run}.params.{key}",
+                    f"not a hyperparameter of {entry['model']}; valid: {', '.join(valid)}",
+                )
+        key = json.dumps([entry["model"], entry.get("params", {})], sort_keys=True)
+        if key in built:
+            continue
+        try:
+            build_flow(entry["model"], len(config["features"]), **_shrunk(entry.get("params", {})))
+        except ValueError as exc:
+            raise ConfigError(f"flows.{run}.params", str(exc)) from None
+        built.add(key)
+
+
+# Building a paper-sized flow takes seconds; a narrower copy checks every value just as well.
+_SIZE_CAPS = {"hidden": 32, "residual_blocks": 2, "blocks": 2}
+
+
+def _shrunk(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with valid large sizes capped (invalid values are kept, so they still fail)."""
+    out = dict(params)
+    for key, cap in _SIZE_CAPS.items():
+        value = out.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > cap:
+            out[key] = cap
+    return out
 
 
 def _check_data(config: Mapping[str, Any]) -> None:

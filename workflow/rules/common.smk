@@ -5,6 +5,7 @@ import os
 from snakemake.utils import validate
 
 from flowsim.config import ConfigError, check_config
+from flowsim.runs import training_settings
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -23,6 +24,17 @@ SPLIT_FILES = {
     f"{cls}_{split}": f"results/data/{cls}_{split}.root" for cls in CLASSES for split in SPLITS
 }
 HIGGS_DOWNLOAD = "resources/higgs/HIGGS.csv.gz"
+RUNS = list(config["flows"])
+
+
+wildcard_constraints:
+    run="|".join(RUNS) if RUNS else "(?!)",
+
+
+def run_uses_gpu(run):
+    """1 when the run is set to train on CUDA (a GPU must be requested), else 0."""
+    return int(training_settings(config, run)["device"].startswith("cuda"))
+
 
 def higgs_csv():
     """The HIGGS-layout file the splits are made from: generated, downloaded, or the user's."""
@@ -33,4 +45,9 @@ def higgs_csv():
 
 def final_outputs():
     """Everything `snakemake` builds by default."""
-    return [*SPLIT_FILES.values(), "results/data/manifest.json", "results/data/scaler.npz"]
+    return [
+        *SPLIT_FILES.values(),
+        "results/data/manifest.json",
+        "results/data/scaler.npz",
+        *expand("results/flows/{run}/generated.root", run=RUNS),
+    ]

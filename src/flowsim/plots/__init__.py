@@ -1,0 +1,1 @@
+"""Plots of the workflow, in HEP style (mplhep), written as PNG for the Snakemake report."""

@@ -1,0 +1,57 @@
+"""The settings of one named flow run, resolved from the configuration.
+
+A run's training settings are the :class:`~flowsim.training.TrainConfig` defaults, updated by
+the shared ``training`` section, updated by the run's own ``training`` section; its number of
+generated events is the run's ``n_generated`` or the shared ``sampling.n_generated``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from flowsim.config import ConfigError
+from flowsim.training import TrainConfig
+
+__all__ = ["RunSpec", "n_generated_events", "run_spec", "training_settings"]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines a flow run."""
+
+    name: str
+    model: str
+    params: dict[str, Any]
+    training: TrainConfig
+    n_generated: int | str
+
+
+def training_settings(config: Mapping[str, Any], run: str) -> dict[str, Any]:
+    """The run's merged training settings as a plain dict (all TrainConfig keys)."""
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    return {**defaults, **config.get("training", {}), **config["flows"][run].get("training", {})}
+
+
+def run_spec(config: Mapping[str, Any], run: str) -> RunSpec:
+    """Resolve run ``run`` of ``config['flows']``; errors name the offending key."""
+    if run not in config.get("flows", {}):
+        raise ConfigError(f"flows.{run}", f"no such run; runs: {sorted(config.get('flows', {}))}")
+    entry = config["flows"][run]
+    try:
+        training = TrainConfig(**training_settings(config, run))
+    except ValueError as exc:
+        raise ConfigError(f"flows.{run}.training", str(exc)) from None
+    n_generated = entry.get("n_generated", config.get("sampling", {}).get("n_generated", "1x"))
+    return RunSpec(run, entry["model"], dict(entry.get("params", {})), training, n_generated)
+
+
+def n_generated_events(n_generated: int | str, n_reference: int) -> int:
+    """Events to generate: an absolute number, or ``"Nx"`` times the reference (test_a) size."""
+    if isinstance(n_generated, int):
+        return n_generated
+    if isinstance(n_generated, str) and n_generated.endswith("x"):
+        return max(1, math.ceil(float(n_generated[:-1]) * n_reference))
+    raise ConfigError("n_generated", f"expected an integer or 'Nx', got {n_generated!r}")

@@ -1,0 +1,130 @@
+"""The shared trainer: learns, stops early, resumes bit-identically, refuses NaN losses."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from flowsim.training import NonFiniteLossError, TrainConfig, train
+
+
+def regression_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, generator=g)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.1 * torch.randn(n, 1, generator=g)
+    return x, y
+
+
+def mse(model: nn.Module, batch) -> torch.Tensor:
+    x, y = batch
+    return ((model(x) - y) ** 2).mean()
+
+
+def make_model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(3, 16), nn.Dropout(0.1), nn.Tanh(), nn.Linear(16, 1))
+
+
+CONFIG = TrainConfig(lr=1e-2, batch_size=64, max_epochs=6, patience=10, restart_epochs=2, seed=3, device="cpu")
+
+
+def test_loss_decreases_and_best_weights_are_restored():
+    model = make_model()
+    train_data, val_data = regression_data(1000, 1), regression_data(300, 2)
+    result = train(model, mse, train_data, val_data, CONFIG)
+    losses = [row["val_loss"] for row in result.history]
+    assert losses[-1] < 0.2 * losses[0]
+    assert result.best_val_loss == min(losses)
+    model.eval()
+    with torch.no_grad():
+        assert mse(model, val_data).item() == pytest.approx(result.best_val_loss, rel=1e-5)
+
+
+def test_early_stopping_after_patience_epochs_without_improvement():
+    # a learning rate of ~0 cannot improve after the first epoch
+    config = TrainConfig(lr=1e-12, batch_size=64, max_epochs=50, patience=3, seed=1, device="cpu",
+                         scheduler="constant")  # fmt: skip
+    result = train(make_model(), mse, regression_data(500, 1), regression_data(100, 2), config)
+    assert result.stopped_early
+    assert result.epochs_run == result.best_epoch + 3
+
+
+def test_same_seed_gives_bit_identical_models():
+    a, b = make_model(), make_model()
+    data = regression_data(500, 1), regression_data(100, 2)
+    train(a, mse, *data, CONFIG)
+    train(b, mse, *data, CONFIG)
+    for pa, pb in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb)
+
+
+class _Kill(Exception):
+    pass
+
+
+def test_resume_after_kill_reaches_the_same_state(tmp_path, monkeypatch):
+    data = regression_data(500, 1), regression_data(100, 2)
+    reference = make_model()
+    ref_result = train(reference, mse, *data, CONFIG)
+
+    # kill the run when it starts epoch 4 (three epochs checkpointed)
+    killed = make_model()
+    calls = {"n": 0}
+    real_batches = __import__("flowsim.training", fromlist=["_batches"])._batches
+
+    def dying_batches(n, batch_size, seed, epoch, device):
+        if epoch == 4:
+            raise _Kill()
+        return real_batches(n, batch_size, seed, epoch, device)
+
+    monkeypatch.setattr("flowsim.training._batches", dying_batches)
+    ckpt = tmp_path / "last.pt"
+    with pytest.raises(_Kill):
+        train(killed, mse, *data, CONFIG, checkpoint=ckpt)
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 3
+    monkeypatch.setattr("flowsim.training._batches", real_batches)
+
+    resumed = make_model(seed=99)  # fresh weights: everything must come from the checkpoint
+    result = train(resumed, mse, *data, CONFIG, checkpoint=ckpt)
+    assert [r["val_loss"] for r in result.history] == [r["val_loss"] for r in ref_result.history]
+    for pa, pb in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb)
+
+
+def test_checkpoint_of_another_setup_is_not_resumed(tmp_path):
+    data = regression_data(300, 1), regression_data(100, 2)
+    ckpt = tmp_path / "last.pt"
+    train(make_model(), mse, *data, CONFIG, checkpoint=ckpt)
+    other = TrainConfig(**{**CONFIG.__dict__, "lr": 5e-3})
+    result = train(make_model(), mse, *data, other, checkpoint=ckpt)
+    assert result.history[0]["epoch"] == 1 and len(result.history) == other.max_epochs
+
+
+def test_nan_loss_stops_with_run_and_epoch_and_keeps_last_good_checkpoint(tmp_path):
+    data = regression_data(300, 1), regression_data(100, 2)
+    ckpt = tmp_path / "last.pt"
+
+    def exploding(model, batch):
+        loss = mse(model, batch)
+        return loss * math.nan if exploding.epoch_calls > 5 * 2 else loss
+
+    exploding.epoch_calls = 0
+
+    def counting(model, batch):
+        exploding.epoch_calls += model.training
+        return exploding(model, batch)
+
+    config = TrainConfig(lr=1e-2, batch_size=100, max_epochs=10, seed=0, device="cpu")
+    with pytest.raises(NonFiniteLossError, match=r"myrun: the training loss became nan in epoch 4; last good checkpoint: .*last.pt \(epoch 3\)"):
+        train(make_model(), counting, *data, config, name="myrun", checkpoint=ckpt)
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 3
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ValueError, match="'batch_size' must be positive"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="'scheduler' must be"):
+        TrainConfig(scheduler="step")

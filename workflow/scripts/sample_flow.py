@@ -1,0 +1,20 @@
+"""Job script of rule sample_flow: generate events from one trained flow run."""
+
+import torch
+
+from flowsim.flows.jobs import sample_flow_job
+from flowsim.logs import job_logging
+
+with job_logging(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    sample_flow_job(
+        model_path=snakemake.input.model,
+        scaler_path=snakemake.input.scaler,
+        reference_events=snakemake.input.reference,
+        n_generated=snakemake.params.n_generated,
+        out=snakemake.output.events,
+        timing_out=snakemake.output.timing,
+        chunk_size=snakemake.params.chunk_size,
+        seed=snakemake.params.seed,
+        device=snakemake.params.device,
+    )

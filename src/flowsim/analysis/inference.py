@@ -1,0 +1,297 @@
+r"""Asymptotic inference: best fit, CLs p-values, discovery significance and upper limits.
+
+All formulas are the asymptotic ones of Cowan, Cranmer, Gross & Vitells, EPJC 71 (2011) 1554
+(arXiv:1007.1727, "CCGV"), in the exact form pyhf 0.7 uses (``pyhf.infer.calculators.
+AsymptoticCalculator`` with ``test_stat="qtilde"``, ``calc_base_dist="normal"``):
+
+* test statistic (CCGV eq. 16), with :math:`\hat\mu` fitted within the POI bounds [0, 10]:
+  :math:`\tilde q_\mu = 2[p(\mu) - p(\hat\mu)]` for :math:`\hat\mu \le \mu`, else 0,
+  where :math:`p` is the profiled :math:`-\ln L`;
+* :math:`q_{\mu,A}`: the same on the background-only Asimov data set (CCGV Sec. 3.2), whose
+  nuisances are profiled at μ = 0 on the observed data; :math:`\sigma_A = \mu/\sqrt{q_{\mu,A}}`
+  (CCGV eq. 32);
+* CLs (CCGV eqs. 65-66): with :math:`t = \sqrt{\tilde q_\mu} - \sqrt{q_{\mu,A}}` if
+  :math:`\tilde q_\mu \le q_{\mu,A}`, else
+  :math:`t = (\tilde q_\mu - q_{\mu,A})/(2\sqrt{q_{\mu,A}})`,
+
+  .. math::
+
+      \mathrm{CL}_{s+b} = p_{s+b} = \Phi(-t - \sqrt{q_{\mu,A}}), \quad
+      \mathrm{CL}_b = 1 - p_b = \Phi(-t), \quad
+      \mathrm{CL}_s = \mathrm{CL}_{s+b} / \mathrm{CL}_b ;
+
+* discovery (CCGV eqs. 12, 53): :math:`q_0 = 2[p(0) - p(\hat\mu)]` (0 if :math:`\hat\mu = 0`),
+  :math:`Z = \sqrt{q_0}`.
+
+Shortcuts for speed, each validated against pyhf in ``tests/analysis``:
+
+1. Fits are exact profile-likelihood minimisations bin by bin
+   (:class:`~flowsim.analysis.likelihood.BinnedLikelihood`), 100-1000x faster than pyhf's
+   SLSQP fits of the same likelihood.
+2. Expected limits in closed form in :math:`\sigma_A` (CCGV eqs. 88-89 with CLs): the N-σ
+   expected CLs is :math:`\Phi(N - \sqrt{q_{\mu,A}})/\Phi(N)`, so the expected limit solves
+
+   .. math::
+
+       \mu^{\rm up}_{N} = \sigma_A(\mu^{\rm up}_N)\,
+           \big[\Phi^{-1}(1 - (1-\mathrm{CL})\,\Phi(N)) + N\big] ,
+
+   i.e. :math:`\sqrt{q_{\mu,A}}(\mu) = k_N`; solved by Newton's method using
+   :math:`d\sqrt{q_{\mu,A}}/d\mu = p_A'(\mu)/\sqrt{q_{\mu,A}}` (one Asimov profile per step,
+   typically 3-4), started from :math:`\sigma_A` of the Asimov fit's curvature. Exact at
+   convergence (no constant-σ assumption); matches pyhf's ``upper_limit`` expected band.
+3. The observed limit solves :math:`\mathrm{CL}_s(\mu) = 1 - \mathrm{CL}` with Brent's method
+   on the exact asymptotic CLs, bracketed around the Wald estimate
+   :math:`\hat\mu + \sigma_A\,\Phi^{-1}(1 - (1-\mathrm{CL})\Phi(\hat\mu/\sigma_A))` (CCGV
+   with constant σ); ~10 CLs evaluations, two profiles each, warm-started from the nearest
+   solved μ.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+import numpy as np
+from scipy.optimize import brentq
+from scipy.special import ndtr, ndtri
+
+from flowsim.analysis.likelihood import BinnedLikelihood, FitError, Profile
+from flowsim.analysis.results import EXPECTED_SIGMAS, FitResult, HypoTestResult, LimitResult
+
+__all__ = [
+    "AsymptoticCalculator",
+    "cls_from_q",
+    "discovery_significance",
+    "expected_k",
+    "fit",
+    "hypotest",
+    "upper_limits",
+]
+
+log = logging.getLogger(__name__)
+
+#: Largest μ searched for a limit before giving up.
+MU_SEARCH_MAX = 1e4
+
+
+def cls_from_q(q_tilde: float, q_asimov: float) -> tuple[float, float, float]:
+    r"""``(CLs+b, CLb, CLs)`` from :math:`\tilde q_\mu` and :math:`q_{\mu,A}` (CCGV eqs. 65-66).
+
+    Raises:
+        ValueError: ``q_asimov <= 0`` (the test has no power; μ must be > 0).
+    """
+    if not q_asimov > 0:
+        raise ValueError(f"q_mu,A must be positive to compute CLs, got {q_asimov}")
+    sq, sqa = math.sqrt(max(q_tilde, 0.0)), math.sqrt(q_asimov)
+    t = sq - sqa if sq <= sqa else (q_tilde - q_asimov) / (2.0 * sqa)
+    clsb, clb = float(ndtr(-t - sqa)), float(ndtr(-t))
+    return clsb, clb, clsb / clb
+
+
+def expected_k(n_sigma: float, cl: float = 0.95) -> float:
+    r""":math:`k_N = \Phi^{-1}(1 - (1-\mathrm{CL})\Phi(N)) + N`: the N-σ expected limit is
+    :math:`\sigma_A k_N` (1.96 for the median at 95% CL)."""
+    return float(ndtri(1.0 - (1.0 - cl) * ndtr(n_sigma)) + n_sigma)
+
+
+class AsymptoticCalculator:
+    r"""Asymptotic :math:`\tilde q_\mu` machinery on one data set (see the module docstring).
+
+    Construction runs the free fit, the μ = 0 profile (for :math:`q_0` and the Asimov set) and
+    the free fit to the background-only Asimov data. Every later profile is warm-started from
+    the solved one nearest in μ; ``n_profiles`` counts them all.
+
+    Arguments:
+        likelihood: the model with the observed data.
+        cl: defaults to 0.95 (confidence level of the limits).
+        init: defaults to None (fit from μ = 1, nominal nuisances); else a profile to start from,
+            e.g. the previous luminosity point's best fit.
+    """
+
+    def __init__(
+        self, likelihood: BinnedLikelihood, *, cl: float = 0.95, init: Profile | None = None
+    ) -> None:
+        if not 0.0 < cl < 1.0:
+            raise ValueError(f"the confidence level must lie in (0, 1), got {cl}")
+        self.likelihood = likelihood
+        self.cl = float(cl)
+        self.n_profiles = 0
+        self._solved: dict[str, list[Profile]] = {"data": [], "asimov": []}
+        self.best = self._fit(likelihood, "data", init)
+        self.at_zero = self._profile("data", 0.0)
+        self.asimov = likelihood.asimov(0.0, profile=self.at_zero)
+        start = self.asimov.profile(0.0, (self.at_zero.beta, self.at_zero.gamma))
+        self._solved["asimov"].append(start)
+        self.n_profiles += 1
+        self.best_asimov = self._fit(self.asimov, "asimov", start)
+
+    # profiles ---------------------------------------------------------------------------
+    def _fit(self, lik: BinnedLikelihood, which: str, init: Profile | None) -> Profile:
+        history: list[Profile] = []
+        best = lik.fit(init=init, history=history)
+        self.n_profiles += len(history)
+        self._solved[which].extend(history)
+        return best
+
+    def _profile(self, which: str, mu: float) -> Profile:
+        solved = self._solved[which]
+        for prof in solved:
+            if prof.mu == mu:
+                return prof
+        near = min(solved, key=lambda p: abs(p.mu - mu)) if solved else None
+        lik = self.likelihood if which == "data" else self.asimov
+        prof = lik.profile(mu, None if near is None else (near.beta, near.gamma))
+        self.n_profiles += 1
+        solved.append(prof)
+        return prof
+
+    # test statistics ----------------------------------------------------------------------
+    def q_tilde(self, mu: float) -> float:
+        r""":math:`\tilde q_\mu` on the observed data."""
+        if self.best.mu > mu:
+            return 0.0
+        return max(2.0 * (self._profile("data", mu).nll - self.best.nll), 0.0)
+
+    def q_asimov(self, mu: float) -> float:
+        r""":math:`\tilde q_{\mu,A}` on the background-only Asimov data."""
+        if self.best_asimov.mu > mu:
+            return 0.0
+        return max(2.0 * (self._profile("asimov", mu).nll - self.best_asimov.nll), 0.0)
+
+    def fit_result(self) -> FitResult:
+        """μ̂, its HESSE error and pyhf's twice-NLL at the best fit."""
+        err = 1.0 / math.sqrt(self.best.d2nll) if self.best.d2nll > 0 else math.nan
+        twice_nll = self.likelihood.twice_nll(self.best)
+        return FitResult(mu_hat=self.best.mu, mu_err=err, twice_nll=twice_nll)
+
+    def hypotest(self, mu: float) -> HypoTestResult:
+        """CLs test of ``mu > 0`` (see :func:`cls_from_q`)."""
+        q, qa = self.q_tilde(mu), self.q_asimov(mu)
+        clsb, clb, cls = cls_from_q(q, qa)
+        return HypoTestResult(
+            mu=float(mu), q_tilde=q, q_asimov=qa, p_sb=clsb, p_b=1.0 - clb, cls=cls
+        )
+
+    def expected_cls(self, mu: float) -> tuple[float, ...]:
+        r"""Expected CLs of ``mu`` at the band quantiles N = -2 ... +2σ.
+
+        :math:`\mathrm{CL}_s^{N} = \Phi(N - \sqrt{q_{\mu,A}})/\Phi(N)` (CCGV eq. 89 with CLs).
+
+        Same order as pyhf's ``return_expected_set`` (-2σ first: the smallest CLs).
+        """
+        sqa = math.sqrt(self.q_asimov(mu))
+        return tuple(float(ndtr(n - sqa) / ndtr(n)) for n in EXPECTED_SIGMAS)
+
+    def discovery(self) -> float:
+        r"""Discovery significance :math:`Z = \sqrt{q_0}` (one-sided, σ)."""
+        if self.best.mu <= 0:
+            return 0.0
+        return math.sqrt(max(2.0 * (self.at_zero.nll - self.best.nll), 0.0))
+
+    # limits -------------------------------------------------------------------------------
+    def sigma_asimov(self) -> float:
+        r""":math:`\sigma_A` from the curvature of the Asimov profile at its best fit."""
+        return 1.0 / math.sqrt(self.best_asimov.d2nll)
+
+    def expected_limit(self, n_sigma: float, *, rtol: float = 1e-9, max_iter: int = 100) -> float:
+        r"""The N-σ expected limit: solves :math:`\sqrt{q_{\mu,A}}(\mu) = k_N` by Newton.
+
+        Arguments:
+            n_sigma: the band quantile N (-2 ... 2; 0 is the median).
+            rtol: defaults to 1e-9 (relative step in μ at convergence).
+            max_iter: defaults to 100.
+
+        Raises:
+            FitError: no root below ``MU_SEARCH_MAX`` or no convergence.
+        """
+        k = expected_k(n_sigma, self.cl)
+        lo, hi = max(self.best_asimov.mu, 0.0), math.inf
+        mu = max(k * self.sigma_asimov(), 1e-12) + lo
+        for _ in range(max_iter):
+            prof = self._profile("asimov", mu)
+            q = 2.0 * (prof.nll - self.best_asimov.nll)
+            if q <= 0:  # not above the Asimov best fit yet
+                lo, new = mu, 0.5 * (mu + hi) if math.isfinite(hi) else 2.0 * mu
+            else:
+                h = math.sqrt(q) - k
+                if h > 0:
+                    hi = mu
+                else:
+                    lo = mu
+                slope = prof.dnll / math.sqrt(q)
+                new = mu - h / slope if slope > 0 else math.nan
+                if not lo < new < hi:
+                    new = 0.5 * (lo + hi) if math.isfinite(hi) else 2.0 * mu
+            if new > MU_SEARCH_MAX:
+                raise FitError(f"expected limit ({n_sigma:+g} sigma) above mu = {MU_SEARCH_MAX:g}")
+            if abs(new - mu) <= rtol * mu:
+                return float(new)
+            mu = new
+        raise FitError(f"expected limit ({n_sigma:+g} sigma) did not converge")
+
+    def wald_observed_limit(self) -> float:
+        """Observed limit with a constant σ = σ_A (CCGV, Wald): the bracket's starting point."""
+        sigma, mu_hat = self.sigma_asimov(), self.best.mu
+        alpha = 1.0 - self.cl
+        return mu_hat + sigma * float(ndtri(1.0 - alpha * ndtr(mu_hat / sigma)))
+
+    def observed_limit(self, *, rtol: float = 1e-9) -> float:
+        r"""The observed limit: root of :math:`\mathrm{CL}_s(\mu) = 1 - \mathrm{CL}` (Brent).
+
+        Raises:
+            FitError: CLs does not cross 1 - CL between 0 and ``MU_SEARCH_MAX``.
+        """
+        alpha = 1.0 - self.cl
+
+        def excess(mu: float) -> float:
+            return self.hypotest(mu).cls - alpha
+
+        guess = self.wald_observed_limit()
+        low, high = _bracket(excess, max(guess, 1e-9), factor=1.25)
+        return float(brentq(excess, low, high, xtol=1e-14, rtol=max(rtol, 4 * np.finfo(float).eps)))
+
+    def limits(self) -> LimitResult:
+        """Observed and expected (-2 ... +2σ) limits at ``cl``."""
+        expected = tuple(self.expected_limit(n) for n in EXPECTED_SIGMAS)
+        observed = self.observed_limit()
+        return LimitResult(observed, expected, self.cl)  # type: ignore[arg-type]
+
+
+def _bracket(
+    excess: Callable[[float], float], guess: float, *, factor: float
+) -> tuple[float, float]:
+    """``(low, high)`` around ``guess`` with ``excess(low) > 0 > excess(high)``, expanding."""
+    low, high = guess / factor, guess * factor
+    while excess(high) > 0:
+        low, high = high, high * 2.0
+        if high > MU_SEARCH_MAX:
+            raise FitError(f"observed limit above mu = {MU_SEARCH_MAX:g}")
+    while excess(low) <= 0:
+        high, low = low, low / 2.0
+        if low < 1e-12:
+            raise FitError("observed limit below mu = 1e-12")
+    return low, high
+
+
+def fit(likelihood: BinnedLikelihood, *, init: Profile | None = None) -> FitResult:
+    """Best fit μ̂ ± HESSE error and twice-NLL (pyhf's normalisation)."""
+    best = likelihood.fit(init=init)
+    err = 1.0 / math.sqrt(best.d2nll) if best.d2nll > 0 else math.nan
+    return FitResult(best.mu, err, likelihood.twice_nll(best))
+
+
+def hypotest(likelihood: BinnedLikelihood, mu: float = 1.0) -> HypoTestResult:
+    r"""Asymptotic :math:`\tilde q_\mu` CLs test of ``mu`` (as ``pyhf.infer.hypotest``)."""
+    return AsymptoticCalculator(likelihood).hypotest(mu)
+
+
+def discovery_significance(likelihood: BinnedLikelihood) -> float:
+    r""":math:`Z = \sqrt{q_0}` of the background-only hypothesis (σ)."""
+    return AsymptoticCalculator(likelihood).discovery()
+
+
+def upper_limits(likelihood: BinnedLikelihood, *, cl: float = 0.95) -> LimitResult:
+    """Observed and expected CLs upper limits on μ at ``cl``, defaults to 0.95 (95% CL)."""
+    return AsymptoticCalculator(likelihood, cl=cl).limits()

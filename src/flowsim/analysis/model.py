@@ -1,0 +1,214 @@
+r"""The HistFactory model of the search as a pyhf workspace (plain JSON-able data).
+
+One channel with two samples, per bin ``i``:
+
+.. math::
+
+    \nu_i = \mu\, S_i + \beta_i\, \gamma_i\, B_i ,
+
+* ``signal`` (yields :math:`S_i`, MC signal template at :math:`N_S = \alpha\sigma_B L`) scaled
+  by the ``normfactor`` :math:`\mu` ("mu", bounds (0, 10), the parameter of interest);
+* ``background`` (yields :math:`B_i`, the background *prediction*: an independent MC sample or
+  flow-generated events) with a ``shapesys`` :math:`\beta_i` of relative size ``shapesys_rel``
+  (10% by default; Poisson constraint :math:`\mathrm{Pois}(\tau_i \mid \beta_i\tau_i)`,
+  :math:`\tau_i = (B_i/\Delta_i)^2 = 1/0.1^2`) and a ``staterror`` :math:`\gamma_i` from the
+  template's binomial error (Gaussian constraint of relative width
+  :math:`\delta_i = \sigma_{B,i}/B_i`).
+
+The observations are Asimov pseudo-data computed from templates, not from histograms of
+pseudo-events: :math:`n_i = S_i + B^{\rm data}_i` with the MC ``test_a`` background template
+(the same for the MC reference and the ML prediction).
+
+Empty bins: pyhf fixes ``shapesys``/``staterror`` parameters of bins with zero background and the
+relative error is undefined there, so bins with no predicted background must not reach the model.
+:func:`channel_yields` refuses them with a ValueError naming the bins; merge them first with
+:func:`flowsim.analysis.templates.merge_empty_bins` (what the scan does by default).
+
+References:
+    Cranmer et al., "HistFactory", CERN-OPEN-2012-016; pyhf (Heinrich, Feickert, Stark, Cranmer,
+    JOSS 6 (2021) 2823); the paper's Sec. 4.4, eqs. (21)-(23).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from flowsim.analysis.templates import Template, background_total, signal_total
+from flowsim.io import atomic_output
+
+__all__ = [
+    "CHANNEL",
+    "POI",
+    "POI_BOUNDS",
+    "SHAPESYS",
+    "ChannelYields",
+    "build_workspace",
+    "channel_yields",
+    "staterror_name",
+    "write_workspace",
+]
+
+#: Name of the parameter of interest (signal strength).
+POI = "mu"
+#: Bounds of the POI in the fit, as in the paper.
+POI_BOUNDS = (0.0, 10.0)
+#: Name of the background shape systematic (one parameter per bin).
+SHAPESYS = "bkg_shapesys"
+#: Default channel name.
+CHANNEL = "signal_region"
+
+
+def staterror_name(channel: str) -> str:
+    """Name of the staterror modifier of ``channel`` (pyhf convention ``staterror_<channel>``)."""
+    return f"staterror_{channel}"
+
+
+class ChannelYields(NamedTuple):
+    """Expected yields of one channel at one luminosity; arrays of shape (K,).
+
+    Attributes:
+        signal: signal yields :math:`S_i` (events).
+        background: predicted background yields :math:`B_i` (events), all positive.
+        background_stat: statistical error of :math:`B_i` (events) from the template.
+        observed: Asimov pseudo-data :math:`n_i = S_i + B^{data}_i` (events, not integers).
+        shapesys_rel: relative shape systematic of the background (e.g. 0.1).
+    """
+
+    signal: np.ndarray
+    background: np.ndarray
+    background_stat: np.ndarray
+    observed: np.ndarray
+    shapesys_rel: float
+
+
+def channel_yields(
+    signal: Template,
+    data_background: Template,
+    prediction: Template,
+    *,
+    lumi_fb: float,
+    alpha: float,
+    sigma_b_fb: float = 1000.0,
+    shapesys_rel: float = 0.1,
+) -> ChannelYields:
+    """Expected yields at luminosity ``lumi_fb`` from the three templates.
+
+    ``N_B = sigma_b_fb * lumi_fb`` and ``N_S = alpha * N_B`` events before the cut; the Asimov data
+    are ``N_S eff^sig + N_B eff^data``, the prediction ``N_B eff^pred ± N_B err^pred``. All yields
+    are exactly linear in ``lumi_fb``.
+
+    Arguments:
+        signal: MC signal template.
+        data_background: MC background template that makes the pseudo-data (``test_a``).
+        prediction: background prediction template (MC ``test_b`` or flow-generated events).
+        lumi_fb: integrated luminosity L in fb⁻¹, positive.
+        alpha: signal fraction S/B before the cut, positive.
+        sigma_b_fb: defaults to 1000 (background cross-section in fb).
+        shapesys_rel: defaults to 0.1 (10% relative background systematic per bin), positive.
+
+    Raises:
+        ValueError: templates with different edges, bins with no predicted background, or a
+            non-positive luminosity, alpha, cross-section or systematic.
+    """
+    for other, what in ((data_background, "data background"), (prediction, "prediction")):
+        if not np.array_equal(other.edges, signal.edges):
+            raise ValueError(f"the {what} template has other bin edges than the signal template")
+    empty = np.flatnonzero(prediction.counts == 0)
+    if empty.size:
+        raise ValueError(
+            f"bins {empty.tolist()} have no background-prediction event; pyhf's shapesys/staterror "
+            "are undefined there: merge them (templates.merge_empty_bins) or widen the binning"
+        )
+    if np.any(prediction.counts == prediction.n_total):
+        raise ValueError(
+            "one bin holds every event of the background prediction (efficiency 1), so its "
+            "binomial error is zero and the staterror is undefined; check N before the cut"
+        )
+    if not (np.isfinite(shapesys_rel) and shapesys_rel > 0):
+        raise ValueError(f"the relative shape systematic must be positive, got {shapesys_rel}")
+    n_b = background_total(lumi_fb, sigma_b_fb)
+    n_s = signal_total(lumi_fb, sigma_b_fb, alpha)
+    s = signal.yields(n_s)
+    return ChannelYields(
+        signal=s,
+        background=prediction.yields(n_b),
+        background_stat=prediction.stat_errors(n_b),
+        observed=s + data_background.yields(n_b),
+        shapesys_rel=float(shapesys_rel),
+    )
+
+
+def build_workspace(
+    yields: ChannelYields,
+    *,
+    channel: str = CHANNEL,
+    measurement: str = "meas",
+) -> dict[str, Any]:
+    """A pyhf workspace (HistFactory JSON spec, version 1.0.0) for ``yields``.
+
+    Arguments:
+        yields: the channel's expected yields.
+        channel: defaults to ``"signal_region"`` (channel name).
+        measurement: defaults to ``"meas"`` (measurement name; POI ``mu`` with bounds (0, 10)).
+
+    Returns:
+        A dict of plain lists and floats: ``json.dump`` it, or ``pyhf.Workspace(ws).model()``.
+    """
+    b = yields.background
+    return {
+        "channels": [
+            {
+                "name": channel,
+                "samples": [
+                    {
+                        "name": "signal",
+                        "data": yields.signal.tolist(),
+                        "modifiers": [{"name": POI, "type": "normfactor", "data": None}],
+                    },
+                    {
+                        "name": "background",
+                        "data": b.tolist(),
+                        "modifiers": [
+                            {
+                                "name": SHAPESYS,
+                                "type": "shapesys",
+                                "data": (yields.shapesys_rel * b).tolist(),
+                            },
+                            {
+                                "name": staterror_name(channel),
+                                "type": "staterror",
+                                "data": yields.background_stat.tolist(),
+                            },
+                        ],
+                    },
+                ],
+            }
+        ],
+        "observations": [{"name": channel, "data": yields.observed.tolist()}],
+        "measurements": [
+            {
+                "name": measurement,
+                "config": {
+                    "poi": POI,
+                    "parameters": [
+                        {"name": POI, "bounds": [list(POI_BOUNDS)], "inits": [1.0]},
+                    ],
+                },
+            }
+        ],
+        "version": "1.0.0",
+    }
+
+
+def write_workspace(path: str | os.PathLike[str], workspace: dict[str, Any]) -> None:
+    """Write ``workspace`` as pyhf JSON, atomically (temporary file, then ``os.replace``).
+
+    The file can be refitted on the command line: ``pyhf fit --value path``, ``pyhf cls path``.
+    Floats are written with ``repr`` precision, so the JSON reproduces the yields exactly.
+    """
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(workspace, indent=1) + "\n")

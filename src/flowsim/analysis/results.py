@@ -1,0 +1,146 @@
+r"""Typed, immutable results of fits, hypothesis tests, limits and luminosity scans.
+
+Units: luminosities in fb⁻¹; the signal strength μ is relative to the injected signal
+(μ = 1: :math:`S = \alpha B`); p-values are probabilities; significances in Gaussian σ; upper
+limits are on μ at the confidence level stated in the container (95% by default), CLs method.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+__all__ = [
+    "EXPECTED_SIGMAS",
+    "TSV_COLUMNS",
+    "FitResult",
+    "HypoTestResult",
+    "LimitResult",
+    "PointResult",
+    "ScanResult",
+]
+
+#: The N of the expected-limit band quantiles, in the order of ``LimitResult.expected``.
+EXPECTED_SIGMAS = (-2, -1, 0, 1, 2)
+
+
+class FitResult(NamedTuple):
+    r"""Maximum-likelihood fit of μ (nuisances profiled).
+
+    Attributes:
+        mu_hat: best-fit signal strength, within the POI bounds (0, 10).
+        mu_err: its HESSE uncertainty :math:`\sqrt{(H^{-1})_{\mu\mu}}` (1σ, 68.3% CL).
+        twice_nll: :math:`-2\ln L` at the best fit, pyhf's normalisation (``pyhf fit --value``).
+    """
+
+    mu_hat: float
+    mu_err: float
+    twice_nll: float
+
+
+class HypoTestResult(NamedTuple):
+    r"""Asymptotic CLs test of one signal strength with :math:`\tilde q_\mu`.
+
+    Attributes:
+        mu: the tested signal strength.
+        q_tilde: :math:`\tilde q_\mu` on the observed data.
+        q_asimov: :math:`\tilde q_{\mu,A}` on the background-only Asimov data.
+        p_sb: :math:`p_{s+b} = \mathrm{CL}_{s+b}`.
+        p_b: :math:`p_b` in the paper's convention :math:`\mathrm{CL}_s = p_{s+b}/(1-p_b)`,
+            i.e. ``1 - CLb`` of pyhf.
+        cls: :math:`\mathrm{CL}_s`; μ is excluded at CL when ``cls < 1 - CL``.
+    """
+
+    mu: float
+    q_tilde: float
+    q_asimov: float
+    p_sb: float
+    p_b: float
+    cls: float
+
+
+class LimitResult(NamedTuple):
+    r"""Upper limits on μ (CLs method, asymptotic :math:`\tilde q_\mu`).
+
+    Attributes:
+        observed: observed limit (NaN if it could not be found).
+        expected: expected limits at the band quantiles ``EXPECTED_SIGMAS`` = (-2, -1, 0, 1, 2)σ
+            of the background-only hypothesis, ascending (index 2 is the median).
+        cl: the confidence level, e.g. 0.95.
+    """
+
+    observed: float
+    expected: tuple[float, float, float, float, float]
+    cl: float
+
+
+class PointResult(NamedTuple):
+    r"""One luminosity point of a scan: one row of ``lumi_scan_*.tsv`` (same field order).
+
+    Attributes:
+        lumi_fb: integrated luminosity (fb⁻¹).
+        background: ``"mc"`` (MC reference prediction) or ``"ml"`` (flow-generated prediction).
+        mu_hat, mu_err: best-fit μ and its HESSE uncertainty.
+        p_sb, p_b, cls: p-values and CLs of μ = 1 (see :class:`HypoTestResult`).
+        z_disc: discovery significance :math:`Z = \sqrt{q_0}` (σ).
+        ul_obs: observed upper limit on μ at the scan's CL (95%).
+        ul_exp_m2, ul_exp_m1, ul_exp, ul_exp_p1, ul_exp_p2: expected limits at -2, -1, 0, +1,
+            +2σ.
+        status: ``"ok"`` or a short failure reason; failed quantities are NaN.
+    """
+
+    lumi_fb: float
+    background: str
+    mu_hat: float
+    mu_err: float
+    p_sb: float
+    p_b: float
+    cls: float
+    z_disc: float
+    ul_obs: float
+    ul_exp_m2: float
+    ul_exp_m1: float
+    ul_exp: float
+    ul_exp_p1: float
+    ul_exp_p2: float
+    status: str
+
+    @classmethod
+    def failed(cls, lumi_fb: float, background: str, status: str) -> PointResult:
+        """A point whose analysis failed: every number NaN, ``status`` says why."""
+        nan = math.nan
+        return cls(lumi_fb, background, *([nan] * 12), status=status)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> PointResult:
+        """Parse a TSV row (dict of strings) back into a PointResult."""
+        values = {
+            name: (str(row[name]) if name in ("background", "status") else float(row[name]))
+            for name in cls._fields
+        }
+        return cls(**values)
+
+
+#: Column order of the scan TSV.
+TSV_COLUMNS: tuple[str, ...] = PointResult._fields
+
+
+class ScanResult(NamedTuple):
+    """A luminosity scan of one (observable, α, background prediction).
+
+    Attributes:
+        observable: e.g. ``"score"`` or ``"m_bb"``.
+        alpha: signal fraction S/B.
+        background: ``"mc"`` or ``"ml"``.
+        points: one :class:`PointResult` per luminosity, in grid order (failed ones included).
+        workspaces: the pyhf workspace (JSON-able dict) of each point, same order; treat as
+            read-only.
+        n_profiles: number of conditional fits (profiles at fixed μ) the scan ran.
+    """
+
+    observable: str
+    alpha: float
+    background: str
+    points: tuple[PointResult, ...]
+    workspaces: tuple[dict[str, Any], ...]
+    n_profiles: int

@@ -14,6 +14,7 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/flows.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:

@@ -50,4 +50,5 @@ def final_outputs():
         "results/data/manifest.json",
         "results/data/scaler.npz",
         *expand("results/flows/{run}/generated.root", run=RUNS),
+        *(["results/summary/runs.tsv"] if RUNS else []),
     ]

@@ -69,6 +69,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
+from flowsim.arrays import finite_sample
 from flowsim.io import write_tsv
 
 __all__ = [
@@ -149,19 +150,6 @@ class DistanceRow(NamedTuple):
 # input checks
 
 
-def _check_sample(x: np.ndarray, name: str) -> np.ndarray:
-    """``x`` as a finite, non-empty 1-D float64 array, or a ValueError naming ``name``."""
-    a = np.asarray(x, dtype=np.float64)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
-    if a.size == 0:
-        raise ValueError(f"{name} is empty")
-    n_bad = a.size - int(np.count_nonzero(np.isfinite(a)))
-    if n_bad:
-        raise ValueError(f"{name} has {n_bad} non-finite value(s) (NaN or inf) of {a.size}")
-    return a
-
-
 def _check_matrix(x: np.ndarray, name: str, n_features: int) -> np.ndarray:
     """``x`` as a finite (N, n_features) array with N > 0, or a ValueError naming ``name``."""
     a = np.asarray(x)
@@ -221,7 +209,7 @@ def reference_binning(
     Returns:
         strictly increasing edges, shape (n_bins + 1,) (fewer for merged quantile edges).
     """
-    ref = _check_sample(ref, "ref")
+    ref = finite_sample(ref, "ref")
     if int(n_bins) != n_bins or n_bins < 1:
         raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
     lo, hi = quantile_range
@@ -264,7 +252,7 @@ def binned_counts(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
         1..B the regular bins [e_k, e_{k+1}) (the last one closed), -1 the overflow
         (x > edges[-1]). The counts sum to len(x).
     """
-    return _counts_sorted(np.sort(_check_sample(x, "x")), _check_edges(edges))
+    return _counts_sorted(np.sort(finite_sample(x, "x")), _check_edges(edges))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,8 +308,8 @@ def _wasserstein_sorted(xs: np.ndarray, ys: np.ndarray) -> float:
 
 def wasserstein_1d(x: np.ndarray, y: np.ndarray) -> float:
     """W1 = ∫ |F(t) − G(t)| dt of the empirical distributions of two raw samples (any sizes)."""
-    xs = np.sort(_check_sample(x, "x"))
-    ys = np.sort(_check_sample(y, "y"))
+    xs = np.sort(finite_sample(x, "x"))
+    ys = np.sort(finite_sample(y, "y"))
     return _wasserstein_sorted(xs, ys)
 
 
@@ -343,8 +331,8 @@ def _all_distances(
 
 def sample_distances(ref: np.ndarray, gen: np.ndarray, *, edges: np.ndarray) -> Distances:
     """The four distances between two full samples (no resampling) on the given binning."""
-    rs = np.sort(_check_sample(ref, "ref"))
-    gs = np.sort(_check_sample(gen, "gen"))
+    rs = np.sort(finite_sample(ref, "ref"))
+    gs = np.sort(finite_sample(gen, "gen"))
     e = _check_edges(edges)
     return _all_distances(rs, _counts_sorted(rs, e), gs, e)[0]
 
@@ -453,8 +441,8 @@ def feature_distances(
     Returns:
         FeatureDistances with the means, standard deviations and the out-of-range counts.
     """
-    ref = _check_sample(ref, "ref")
-    gen = _check_sample(gen, "gen")
+    ref = finite_sample(ref, "ref")
+    gen = finite_sample(gen, "gen")
     size = _check_resampling(n_resamples, sample_size, ref.size)
     e = reference_binning(ref, n_bins, kind=kind, quantile_range=quantile_range) \
         if edges is None else _check_edges(edges)

@@ -1,0 +1,86 @@
+"""The binary classifier of the workflow: a residual MLP with batch norm, trained by the shared trainer.
+
+It serves both the classifier two-sample test (MC vs generated) and the signal-vs-background
+selection. The network outputs a logit ``f(x)``; ``D(x) = σ(f(x))`` is the probability of class 1,
+and the loss is the binary cross-entropy ``−[y log D + (1 − y) log(1 − D)]`` averaged over events.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["MLPClassifier", "bce_loss", "predict_proba"]
+
+
+class _Block(nn.Module):
+    """Pre-activation residual block ``h + W₂ drop(a(BN(W₁ a(BN(h)))))``."""
+
+    def __init__(self, hidden: int, dropout: float, batch_norm: bool) -> None:
+        super().__init__()
+        norm = (lambda: nn.BatchNorm1d(hidden)) if batch_norm else nn.Identity
+        self.body = nn.Sequential(
+            norm(), nn.SiLU(), nn.Linear(hidden, hidden),
+            norm(), nn.SiLU(), nn.Dropout(dropout), nn.Linear(hidden, hidden),
+        )  # fmt: skip
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h + self.body(h)
+
+
+class MLPClassifier(nn.Module):
+    """Residual MLP: ``Linear(D, H)``, ``residual_blocks`` residual blocks, ``Linear(H, 1)``.
+
+    Arguments:
+        n_features: Input dimension D.
+        hidden: Width H of the hidden layers.
+        residual_blocks: Number of residual blocks.
+        dropout: Dropout probability inside the blocks.
+        batch_norm: Batch normalisation inside the blocks.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        hidden: int = 128,
+        residual_blocks: int = 2,
+        dropout: float = 0.0,
+        batch_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        if n_features < 1 or hidden < 1 or residual_blocks < 0 or not 0.0 <= dropout < 1.0:
+            raise ValueError(
+                f"invalid classifier settings: n_features={n_features}, hidden={hidden}, "
+                f"residual_blocks={residual_blocks}, dropout={dropout}"
+            )
+        self.net = nn.Sequential(
+            nn.Linear(n_features, hidden),
+            *[_Block(hidden, dropout, batch_norm) for _ in range(residual_blocks)],
+            nn.SiLU(),
+            nn.Linear(hidden, 1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits, shape (N,)."""
+        return self.net(x).squeeze(-1)
+
+
+def bce_loss(model: nn.Module, batch) -> Tensor:
+    """Mean binary cross-entropy of the logits ``model(x)`` against labels ``y`` in {0, 1}."""
+    x, y = batch
+    return F.binary_cross_entropy_with_logits(model(x), y)
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, x: np.ndarray | Tensor, batch_size: int = 65536) -> np.ndarray:
+    """``D(x) = σ(f(x))`` in eval mode, computed in batches on the model's device (float64 out)."""
+    model.eval()
+    device = next(model.parameters()).device
+    x = torch.as_tensor(x, dtype=torch.float32)
+    out = [
+        torch.sigmoid(model(x[i : i + batch_size].to(device))).double().cpu()
+        for i in range(0, len(x), batch_size)
+    ]
+    return torch.cat(out).numpy() if out else np.empty(0)

@@ -1,0 +1,202 @@
+"""The jobs of the evaluation stage, called by the workflow's scripts.
+
+* :func:`eval_distances_job`: per-feature χ², KL, Hellinger and Wasserstein-1 of the generated
+  sample against MC test_a, with the MC test_a vs test_b baseline, and the distribution plots.
+* :func:`c2st_null_job`: the classifier two-sample test on MC test_a vs MC test_b (the noise
+  floor), computed once and shared by every run.
+* :func:`c2st_job`: the same test on MC test_a vs one run's generated events, with the ROC,
+  the density ratio r = D/(1−D) and the features of the events in its tails.
+* :func:`summary_job`: one row per run in ``results/summary/runs.tsv``.
+
+Every sample that enters a classifier is mapped by the one scaler fitted on the background
+training split, so MC and generated events are compared in the same space.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from flowsim import io
+from flowsim.data.scaling import load_scaler
+from flowsim.metrics.c2st import C2STResult, C2STSettings, classifier_two_sample_test
+from flowsim.metrics.distances import METRICS, distance_table, write_distances_tsv
+from flowsim.metrics.roc import density_ratio, roc_curve
+from flowsim.training import write_history
+
+__all__ = ["C2ST_ROWS", "c2st_job", "c2st_null_job", "eval_distances_job", "summary_job"]
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+C2ST_ROWS = ("auc", "auc_null", "accuracy", "accuracy_null", "n_train", "n_test")
+
+
+def eval_distances_job(
+    *,
+    test_a: PathLike,
+    test_b: PathLike,
+    generated: PathLike,
+    features: Sequence[str],
+    n_bins: int,
+    n_resamples: int,
+    seed: int,
+    table_out: PathLike,
+    summary_plot: PathLike,
+    linear_plot: PathLike,
+    log_plot: PathLike,
+    corner_plot: PathLike,
+) -> None:
+    """Distances per feature with their MC baseline, and the distribution plots."""
+    from flowsim.plots.distributions import plot_corner, plot_distance_summary, plot_feature_grid
+
+    features = list(features)
+    mc_a, mc_b = io.read_matrix(test_a, features), io.read_matrix(test_b, features)
+    gen = io.read_matrix(generated, features)
+    rows = distance_table(
+        mc_a, gen, mc_b, features, n_bins=n_bins, n_resamples=n_resamples, seed=seed, n_jobs=2
+    )
+    write_distances_tsv(table_out, rows)
+    for row in rows:
+        if row.feature == "mean":
+            log.info("mean %s: %.4g ± %.2g (MC baseline %.4g)", row.metric, row.value, row.std, row.baseline)
+    plot_distance_summary(rows, summary_plot)
+    plot_feature_grid(mc_a, gen, features, linear_plot, log=False)
+    plot_feature_grid(mc_a, gen, features, log_plot, log=True)
+    plot_corner(mc_a, gen, features, corner_plot)
+
+
+def _scaled_pair(scaler_path: PathLike, first: PathLike, second: PathLike) -> tuple[np.ndarray, np.ndarray]:
+    scaler = load_scaler(scaler_path)
+    features = list(scaler.features)
+    return (
+        scaler.transform(io.read_matrix(first, features)),
+        scaler.transform(io.read_matrix(second, features)),
+    )
+
+
+def _run_c2st(reference: np.ndarray, candidate: np.ndarray, section: Mapping[str, Any], name: str) -> C2STResult:
+    settings = {k: v for k, v in section.items() if k != "seed"}
+    return classifier_two_sample_test(
+        reference, candidate, settings=C2STSettings.from_mapping(settings), seed=section.get("seed", 0), name=name
+    )
+
+
+def c2st_null_job(
+    *, test_a: PathLike, test_b: PathLike, scaler: PathLike, section: Mapping[str, Any],
+    table_out: PathLike, scores_out: PathLike,
+) -> None:  # fmt: skip
+    """C2ST of MC test_a (label 0) vs MC test_b (label 1): the floor every flow is judged against."""
+    reference, candidate = _scaled_pair(scaler, test_a, test_b)
+    result = _run_c2st(reference, candidate, section, "c2st null (MC test_a vs test_b)")
+    rows = [
+        {"metric": "auc", "value": result.auc, "error": result.auc_err},
+        {"metric": "accuracy", "value": result.accuracy, "error": result.accuracy_err},
+        {"metric": "n_train", "value": result.n_train, "error": 0},
+        {"metric": "n_test", "value": result.n_test, "error": 0},
+    ]
+    io.write_tsv(table_out, rows, ["metric", "value", "error"])
+    with io.atomic_output(scores_out, suffix=".npz") as tmp:
+        np.savez(tmp, d_reference=result.d_reference, d_candidate=result.d_candidate)
+
+
+def c2st_job(
+    *,
+    test_a: PathLike,
+    generated: PathLike,
+    scaler: PathLike,
+    null_table: PathLike,
+    null_scores: PathLike,
+    section: Mapping[str, Any],
+    run: str,
+    table_out: PathLike,
+    history_out: PathLike,
+    roc_plot: PathLike,
+    scores_plot: PathLike,
+    ratio_plot: PathLike,
+    tails_plot: PathLike,
+) -> None:
+    """C2ST of MC test_a (label 0) vs the run's generated events (label 1), with its plots."""
+    from flowsim.plots.c2st import plot_density_ratio, plot_ratio_tails, plot_roc, plot_score_distributions
+
+    reference, candidate = _scaled_pair(scaler, test_a, generated)
+    result = _run_c2st(reference, candidate, section, f"c2st {run}")
+    null = {row["metric"]: row for row in io.read_tsv(null_table)}
+    rows = [
+        {"metric": "auc", "value": result.auc, "error": result.auc_err},
+        {"metric": "auc_null", "value": float(null["auc"]["value"]), "error": float(null["auc"]["error"])},
+        {"metric": "accuracy", "value": result.accuracy, "error": result.accuracy_err},
+        {"metric": "accuracy_null", "value": float(null["accuracy"]["value"]),
+         "error": float(null["accuracy"]["error"])},
+        {"metric": "n_train", "value": result.n_train, "error": 0},
+        {"metric": "n_test", "value": result.n_test, "error": 0},
+    ]  # fmt: skip
+    io.write_tsv(table_out, rows, ["metric", "value", "error"])
+    write_history(history_out, result.training.history)
+
+    with np.load(null_scores, allow_pickle=False) as f:
+        null_curve = roc_curve(f["d_candidate"], f["d_reference"])
+    plot_roc(
+        result.roc, roc_plot, auc=result.auc, auc_err=result.auc_err,
+        curve_null=null_curve, auc_null=float(null["auc"]["value"]), auc_null_err=float(null["auc"]["error"]),
+    )  # fmt: skip
+    plot_score_distributions(result.d_reference, result.d_candidate, scores_plot)
+    r_mc, clipped_mc = density_ratio(result.d_reference)
+    r_gen, clipped_gen = density_ratio(result.d_candidate)
+    if clipped_mc or clipped_gen:
+        log.info("density ratio: %d MC and %d generated scores clipped away from 0 and 1", clipped_mc, clipped_gen)
+    plot_density_ratio(r_mc, r_gen, ratio_plot)
+    scaler_obj = load_scaler(scaler)
+    features = list(scaler_obj.features)
+    plot_ratio_tails(
+        io.read_matrix(test_a, features),
+        scaler_obj.inverse(result.test_candidate),
+        r_gen,
+        features,
+        tails_plot,
+    )
+
+
+SUMMARY_COLUMNS = (
+    "run", "model", "val_nll", "best_epoch", "c2st_auc", "c2st_auc_err", "c2st_auc_null",
+    "c2st_auc_null_err",
+    *[f"{m}_{kind}" for m in METRICS for kind in ("mean", "baseline")],
+    "us_per_event",
+)  # fmt: skip
+
+
+def summary_job(runs: Mapping[str, Mapping[str, PathLike]], out: PathLike) -> list[dict[str, Any]]:
+    """One row per run: validation NLL, C2ST AUC ± error and null, mean distances, sampling speed.
+
+    ``runs`` maps a run name to its files: ``model``, ``c2st``, ``distances``, ``sampling``.
+    """
+    import torch
+
+    table = []
+    for run, files in runs.items():
+        info = torch.load(files["model"], map_location="cpu", weights_only=True)
+        c2st = {row["metric"]: row for row in io.read_tsv(files["c2st"])}
+        distances = {(r["feature"], r["metric"]): r for r in io.read_tsv(files["distances"])}
+        timing = io.read_tsv(files["sampling"])[0]
+        row: dict[str, Any] = {
+            "run": run,
+            "model": info["model"],
+            "val_nll": info["metadata"]["val_nll"],
+            "best_epoch": info["metadata"]["best_epoch"],
+            "c2st_auc": float(c2st["auc"]["value"]),
+            "c2st_auc_err": float(c2st["auc"]["error"]),
+            "c2st_auc_null": float(c2st["auc_null"]["value"]),
+            "c2st_auc_null_err": float(c2st["auc_null"]["error"]),
+            "us_per_event": float(timing["us_per_event"]),
+        }
+        for metric in METRICS:
+            mean = distances[("mean", metric)]
+            row[f"{metric}_mean"] = float(mean["value"])
+            row[f"{metric}_baseline"] = float(mean["baseline"])
+        table.append(row)
+    io.write_tsv(out, table, SUMMARY_COLUMNS)
+    return table

@@ -1,0 +1,61 @@
+"""Classifier two-sample test: the null is at ½, a shift is detected, r = D/(1−D) is a density ratio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flowsim.metrics.c2st import C2STSettings, classifier_two_sample_test
+
+SETTINGS = C2STSettings(
+    hidden=32, residual_blocks=1, dropout=0.0,
+    training={"batch_size": 256, "max_epochs": 15, "patience": 3, "device": "cpu"},
+)  # fmt: skip
+
+
+def gaussians(n, shift, seed):
+    rng = np.random.default_rng(seed)
+    return rng.normal(0, 1, (n, 2)), rng.normal(0, 1, (n, 2)) + [shift, 0.0]
+
+
+def test_same_distribution_gives_auc_one_half_within_its_error():
+    ref, cand = gaussians(4000, 0.0, 1)
+    result = classifier_two_sample_test(ref, cand, settings=SETTINGS, seed=2)
+    assert abs(result.auc - 0.5) < 3 * result.auc_err + 0.01
+    assert result.n_test == 4000 and result.n_train == 4000
+
+
+def test_shifted_distribution_is_detected():
+    ref, cand = gaussians(4000, 0.5, 3)
+    result = classifier_two_sample_test(ref, cand, settings=SETTINGS, seed=4)
+    # Bayes-optimal AUC for a 0.5 shift of unit Gaussians: Φ(0.5/√2) = 0.638
+    assert result.auc > 0.6 and result.auc - 0.5 > 10 * result.auc_err
+    assert result.accuracy > 0.55
+
+
+def test_density_ratio_recovers_the_gaussian_ratio():
+    # p_cand/p_ref = exp(μx − μ²/2) for a shift μ along x: log r is linear in x with slope μ
+    ref, cand = gaussians(6000, 0.5, 5)
+    result = classifier_two_sample_test(ref, cand, settings=SETTINGS, seed=6)
+    d = np.clip(result.d_candidate, 1e-6, 1 - 1e-6)
+    log_r = np.log(d / (1 - d))
+    x = result.test_candidate[:, 0]
+    central = np.abs(x) < 2
+    slope, intercept = np.polyfit(x[central], log_r[central], 1)
+    assert slope == pytest.approx(0.5, abs=0.12)
+    assert intercept == pytest.approx(-0.125, abs=0.1)
+
+
+def test_samples_are_cut_to_equal_size():
+    ref, cand = gaussians(3000, 0.0, 7)
+    result = classifier_two_sample_test(ref, cand[:1000], settings=SETTINGS, seed=8)
+    assert result.n_train + result.n_test == 2000
+
+
+def test_bad_settings_and_inputs_are_named():
+    with pytest.raises(ValueError, match="c2st.test_fraction must lie in"):
+        C2STSettings(test_fraction=1.0)
+    with pytest.raises(ValueError, match=r"unknown c2st setting\(s\) \['epochs'\]"):
+        C2STSettings.from_mapping({"epochs": 3})
+    with pytest.raises(ValueError, match="must be \\(n, D\\) alike"):
+        classifier_two_sample_test(np.zeros((10, 2)), np.zeros((10, 3)))

@@ -1,0 +1,48 @@
+"""The evaluation stage run by Snakemake on the tiny runs: tables, plots and the summary."""
+
+from __future__ import annotations
+
+import math
+
+from flowsim import io
+from flowsim.evaluation import C2ST_ROWS, SUMMARY_COLUMNS
+from flowsim.metrics.distances import METRICS
+
+RUNS = ("tiny_maf", "tiny_mademog")
+PLOTS = ("distances", "features_linear", "features_log", "corner", "c2st_roc", "c2st_scores",
+         "density_ratio", "ratio_tails")  # fmt: skip
+
+
+def test_distances_table_has_every_feature_metric_and_the_mean(tiny_run):
+    for run in RUNS:
+        rows = io.read_tsv(tiny_run / f"results/eval/{run}/distances.tsv")
+        assert list(rows[0]) == ["feature", "metric", "value", "std", "baseline"]
+        metrics = {(r["feature"], r["metric"]) for r in rows}
+        assert {("mean", m) for m in METRICS} <= metrics
+        assert len(rows) == 4 * 18 + 4
+        assert all(float(r["value"]) >= 0 and float(r["baseline"]) >= 0 for r in rows)
+
+
+def test_c2st_table_rows_and_null(tiny_run):
+    null = {r["metric"]: r for r in io.read_tsv(tiny_run / "results/eval/c2st_null.tsv")}
+    for run in RUNS:
+        rows = io.read_tsv(tiny_run / f"results/eval/{run}/c2st.tsv")
+        assert [r["metric"] for r in rows] == list(C2ST_ROWS)
+        table = {r["metric"]: r for r in rows}
+        assert 0 <= float(table["auc"]["value"]) <= 1 and float(table["auc"]["error"]) > 0
+        assert table["auc_null"]["value"] == null["auc"]["value"]
+        assert int(float(table["n_test"]["value"])) > 0
+
+
+def test_every_plot_is_written(tiny_run):
+    for run in RUNS:
+        for name in PLOTS:
+            assert (tiny_run / f"results/eval/{run}/{name}.png").stat().st_size > 5_000, name
+
+
+def test_summary_has_one_row_per_run(tiny_run):
+    rows = io.read_tsv(tiny_run / "results/summary/runs.tsv")
+    assert list(rows[0]) == list(SUMMARY_COLUMNS)
+    assert [r["run"] for r in rows] == list(RUNS)
+    for row in rows:
+        assert math.isfinite(float(row["val_nll"])) and float(row["us_per_event"]) > 0

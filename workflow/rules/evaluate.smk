@@ -1,0 +1,162 @@
+# Evaluation stage: how close is each run's generated background to the MC it must replace?
+
+
+rule eval_distances:
+    input:
+        test_a=SPLIT_FILES["bkg_test_a"],
+        test_b=SPLIT_FILES["bkg_test_b"],
+        generated=rules.sample_flow.output.events,
+    output:
+        table="results/eval/{run}/distances.tsv",
+        summary=report(
+            "results/eval/{run}/distances.png",
+            category="Sample quality",
+            subcategory="{run}",
+            caption="../report/distances.rst",
+            labels={"run": "{run}", "figure": "distances per feature"},
+        ),
+        linear=report(
+            "results/eval/{run}/features_linear.png",
+            category="Sample quality",
+            subcategory="{run}",
+            caption="../report/features.rst",
+            labels={"run": "{run}", "figure": "distributions (linear)"},
+        ),
+        log=report(
+            "results/eval/{run}/features_log.png",
+            category="Sample quality",
+            subcategory="{run}",
+            caption="../report/features.rst",
+            labels={"run": "{run}", "figure": "distributions (log)"},
+        ),
+        corner=report(
+            "results/eval/{run}/corner.png",
+            category="Sample quality",
+            subcategory="{run}",
+            caption="../report/corner.rst",
+            labels={"run": "{run}", "figure": "correlated pairs"},
+        ),
+    params:
+        features=config["features"],
+        n_bins=config["evaluation"]["n_bins"],
+        n_resamples=config["evaluation"]["n_resamples"],
+        seed=config["evaluation"]["seed"],
+    log:
+        "results/logs/eval_distances/{run}.log",
+    benchmark:
+        "results/benchmarks/eval_distances/{run}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=lambda wc, input: 2000 + 20 * input.size_mb,
+        runtime=30,
+    script:
+        "../scripts/eval_distances.py"
+
+
+rule c2st_null:
+    input:
+        test_a=SPLIT_FILES["bkg_test_a"],
+        test_b=SPLIT_FILES["bkg_test_b"],
+        scaler="results/data/scaler.npz",
+    output:
+        table="results/eval/c2st_null.tsv",
+        scores="results/eval/c2st_null_scores.npz",
+    params:
+        section=config["c2st"],
+    log:
+        "results/logs/c2st_null.log",
+    benchmark:
+        "results/benchmarks/c2st_null.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=lambda wc, input: 2000 + 20 * input.size_mb,
+        runtime=60,
+    script:
+        "../scripts/c2st_null.py"
+
+
+rule c2st:
+    input:
+        test_a=SPLIT_FILES["bkg_test_a"],
+        generated=rules.sample_flow.output.events,
+        scaler="results/data/scaler.npz",
+        null_table=rules.c2st_null.output.table,
+        null_scores=rules.c2st_null.output.scores,
+    output:
+        table="results/eval/{run}/c2st.tsv",
+        history="results/eval/{run}/c2st_history.tsv",
+        roc=report(
+            "results/eval/{run}/c2st_roc.png",
+            category="Sample quality",
+            subcategory="{run}",
+            caption="../report/c2st_roc.rst",
+            labels={"run": "{run}", "figure": "C2ST ROC"},
+        ),
+        scores=report(
+            "results/eval/{run}/c2st_scores.png",
+            category="Sample quality",
+            subcategory="{run}",
+            caption="../report/c2st_scores.rst",
+            labels={"run": "{run}", "figure": "C2ST scores"},
+        ),
+        ratio=report(
+            "results/eval/{run}/density_ratio.png",
+            category="Sample quality",
+            subcategory="{run}",
+            caption="../report/density_ratio.rst",
+            labels={"run": "{run}", "figure": "density ratio"},
+        ),
+        tails=report(
+            "results/eval/{run}/ratio_tails.png",
+            category="Sample quality",
+            subcategory="{run}",
+            caption="../report/ratio_tails.rst",
+            labels={"run": "{run}", "figure": "density-ratio tails"},
+        ),
+    params:
+        section=config["c2st"],
+    log:
+        "results/logs/c2st/{run}.log",
+    benchmark:
+        "results/benchmarks/c2st/{run}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=lambda wc, input: 2000 + 20 * input.size_mb,
+        runtime=60,
+    script:
+        "../scripts/c2st.py"
+
+
+rule summary:
+    input:
+        models=expand("results/flows/{run}/model.pt", run=RUNS),
+        c2st=expand("results/eval/{run}/c2st.tsv", run=RUNS),
+        distances=expand("results/eval/{run}/distances.tsv", run=RUNS),
+        sampling=expand("results/flows/{run}/sampling.tsv", run=RUNS),
+    output:
+        report(
+            "results/summary/runs.tsv",
+            category="Summary",
+            caption="../report/summary.rst",
+            labels={"table": "runs"},
+        ),
+    params:
+        runs=RUNS,
+    log:
+        "results/logs/summary.log",
+    benchmark:
+        "results/benchmarks/summary.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/summary.py"

@@ -26,6 +26,7 @@ from flowsim.data.scaling import load_scaler
 from flowsim.metrics.c2st import C2STResult, C2STSettings, classifier_two_sample_test
 from flowsim.metrics.distances import METRICS, distance_table, write_distances_tsv
 from flowsim.metrics.roc import density_ratio, roc_curve
+from flowsim.plots.training import plot_history
 from flowsim.training import write_history
 
 __all__ = ["C2ST_ROWS", "c2st_job", "c2st_null_job", "eval_distances_job", "summary_job"]
@@ -115,6 +116,7 @@ def c2st_job(
     run: str,
     table_out: PathLike,
     history_out: PathLike,
+    history_plot: PathLike,
     roc_plot: PathLike,
     scores_plot: PathLike,
     ratio_plot: PathLike,
@@ -137,6 +139,10 @@ def c2st_job(
     ]  # fmt: skip
     io.write_tsv(table_out, rows, ["metric", "value", "error"])
     write_history(history_out, result.training.history)
+    plot_history(
+        result.training.history, history_plot,
+        title=f"C2ST classifier, {run} vs MC", ylabel="binary cross-entropy",
+    )  # fmt: skip
 
     with np.load(null_scores, allow_pickle=False) as f:
         null_curve = roc_curve(f["d_candidate"], f["d_reference"])

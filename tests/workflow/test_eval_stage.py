@@ -10,7 +10,7 @@ from flowsim.metrics.distances import METRICS
 
 RUNS = ("tiny_maf", "tiny_mademog")
 PLOTS = ("distances", "features_linear", "features_log", "corner", "c2st_roc", "c2st_scores",
-         "density_ratio", "ratio_tails")  # fmt: skip
+         "c2st_loss", "density_ratio", "ratio_tails")  # fmt: skip
 
 
 def test_distances_table_has_every_feature_metric_and_the_mean(tiny_run):

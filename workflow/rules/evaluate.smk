@@ -89,6 +89,13 @@ rule c2st:
     output:
         table="results/eval/{run}/c2st.tsv",
         history="results/eval/{run}/c2st_history.tsv",
+        loss=report(
+            "results/eval/{run}/c2st_loss.png",
+            category="Sample quality",
+            subcategory="{run}",
+            caption="../report/c2st_loss.rst",
+            labels={"run": "{run}", "figure": "C2ST training"},
+        ),
         roc=report(
             "results/eval/{run}/c2st_roc.png",
             category="Sample quality",

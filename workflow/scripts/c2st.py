@@ -17,6 +17,7 @@ with job_logging(snakemake.log[0]):
         run=snakemake.wildcards.run,
         table_out=snakemake.output.table,
         history_out=snakemake.output.history,
+        history_plot=snakemake.output.loss,
         roc_plot=snakemake.output.roc,
         scores_plot=snakemake.output.scores,
         ratio_plot=snakemake.output.ratio,

@@ -1,10 +1,12 @@
-"""Time the per-feature distances and the AUC statistics of ``flowsim.metrics`` at full scale.
+"""Time the evaluation stage at full scale: per-feature distances, AUC statistics and the C2ST.
 
 Default: 10^6 vs 10^6 events x 18 features (the paper's hold-out size), 100 bins, K = 5
-resamples on 2 threads, and AUC + DeLong on 10^6 vs 10^6 scores. Peers on the same data:
-``scipy.stats.wasserstein_distance`` for W1 and ``sklearn.metrics.roc_auc_score`` for the AUC.
+resamples on 2 threads, AUC + DeLong on 10^6 vs 10^6 scores, and the classifier two-sample test
+on 10^6 vs 10^6 events with the default config's classifier (``--c2st-epochs`` caps its
+epochs; 0 skips it). Peers on the same data: ``scipy.stats.wasserstein_distance`` for W1 and
+``sklearn.metrics.roc_auc_score`` for the AUC.
 
-    python benchmarks/distances.py [--events 1000000] [--features 18] [--jobs 2]
+    python benchmarks/evaluation.py [--events 1000000] [--features 18] [--jobs 2] [--c2st-epochs 30]
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="threads (cores) to use")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--c2st-epochs", type=int, default=30, help="C2ST max epochs (0: skip)")
     args = parser.parse_args(argv)
     # Cap BLAS/OpenMP pools too, so that "--jobs 2" means 2 cores for every peer.
     with threadpool_limits(args.jobs):
@@ -103,6 +106,9 @@ def _run(args: argparse.Namespace) -> None:
     rows.append(("roc_auc_score (sklearn peer)", f"{n:.0e} vs {n:.0e} scores",
                  _best_of(lambda: roc_auc_score(labels, both), args.repeat)))
 
+    if args.c2st_epochs:
+        rows.append(_time_c2st(test_a, gen, args))
+
     est = R.auc_delong(pos, neg)
     width = max(len(r[0]) for r in rows)
     print(f"{'computation':<{width}}  {'data':<24}  {'seconds':>8}")
@@ -110,6 +116,33 @@ def _run(args: argparse.Namespace) -> None:
         print(f"{name:<{width}}  {data:<24}  {sec:8.3f}")
     print(f"\nAUC = {est.auc:.5f} +- {est.std:.5f} (DeLong); sklearn "
           f"{roc_auc_score(labels, both):.5f}")
+
+
+def _time_c2st(test_a: np.ndarray, gen: np.ndarray, args: argparse.Namespace) -> tuple[str, str, float]:
+    """One C2ST as the workflow runs it (config/config.yaml's c2st section), timed whole."""
+    from pathlib import Path
+
+    import torch
+    import yaml
+
+    from flowsim.metrics.c2st import C2STSettings, classifier_two_sample_test
+
+    torch.set_num_threads(args.jobs)
+    section = yaml.safe_load((Path(__file__).parents[1] / "config/config.yaml").read_text())["c2st"]
+    section = {k: v for k, v in section.items() if k != "seed"}
+    section["training"] = {**section.get("training", {}), "max_epochs": args.c2st_epochs}
+    # standardised like the workflow's scaled inputs
+    mu, sd = test_a.mean(0), test_a.std(0)
+    t0 = time.perf_counter()
+    result = classifier_two_sample_test(
+        (test_a - mu) / sd, (gen - mu) / sd, settings=C2STSettings.from_mapping(section), seed=args.seed
+    )
+    seconds = time.perf_counter() - t0
+    epochs = result.training.epochs_run
+    print(f"C2ST: AUC {result.auc:.4f} +- {result.auc_err:.4f}, {epochs} epochs "
+          f"({seconds / max(epochs, 1):.1f} s/epoch incl. validation), {result.n_test} test events")
+    n = len(test_a)
+    return (f"c2st ({epochs} epochs, {args.jobs} threads)", f"{n:.0e} vs {n:.0e} x {test_a.shape[1]}", seconds)
 
 
 if __name__ == "__main__":

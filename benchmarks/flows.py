@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Training and sampling speed of every flow family, against zuko in the same run.
+
+For each model of ``config/config.yaml`` (default size) and ``config/paper.yaml`` (paper size)
+on 18 features: training throughput (forward + backward + AdamW step, events/s) at batch 1024
+and at the best of a few larger batches, and sampling speed (µs/event at a large batch). zuko
+1.6 (a maintained PyTorch flow library; a benchmark-only dependency, ``pip install -e
+.[bench]``) runs its equivalents of maf, rqs and nsf_coupling at the same sizes.
+On a CUDA device also the achieved fraction of the card's peak FLOP/s (training, from the
+parameter count: ~6 FLOP per parameter per event for forward + backward, an estimate).
+
+    python benchmarks/flows.py [--device cpu|cuda] [--sizes default paper] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from flowsim.flows import build_flow
+
+ROOT = Path(__file__).resolve().parents[1]
+D = 18
+# dense bf16/tf32 peak is not what fp32 flows use: fp32 (non-tensor-core) peaks, TFLOP/s
+FP32_PEAK_TFLOPS = {"H100": 67.0, "H200": 67.0, "A100": 19.5, "RTX 3070": 20.3}
+
+
+def flows_of(config_file: str) -> dict[str, tuple[str, dict]]:
+    config = yaml.safe_load((ROOT / "config" / config_file).read_text())
+    return {name: (e["model"], e.get("params", {})) for name, e in config["flows"].items()}
+
+
+def zuko_equivalent(model: str, params: dict):
+    """zuko's counterpart of a flowsim run, at the same transforms, width, bins and depth.
+
+    A flowsim residual MADE/MLP with ``r`` residual blocks has ``2 + 2r`` linear layers; zuko's
+    MLP with ``L`` hidden layers has ``L + 1``, so it gets ``1 + 2r`` hidden layers.
+    """
+    import zuko
+
+    hidden = [params.get("hidden", 128)] * (1 + 2 * params.get("residual_blocks", 2))
+    blocks = params.get("blocks", 10)
+    if model == "maf":
+        return lambda: zuko.flows.MAF(D, transforms=blocks, hidden_features=hidden)
+    if model == "rqs":
+        return lambda: zuko.flows.NSF(D, transforms=blocks, bins=params.get("bins", 32), hidden_features=hidden)
+    if model == "nsf_coupling":
+        return lambda: zuko.flows.NSF(
+            D, transforms=blocks, bins=params.get("bins", 32), passes=2, hidden_features=hidden
+        )
+    return None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def log_prob_fn(model):
+    if hasattr(model, "n_features"):
+        return model.log_prob
+    return lambda x: model().log_prob(x)  # zuko: the flow is built lazily from its module
+
+
+def sample_fn(model):
+    if hasattr(model, "n_features"):
+        return model.sample
+    return lambda n: model().sample((n,))
+
+
+def train_throughput(model, batch: int, device: torch.device, seconds: float) -> float:
+    log_prob = log_prob_fn(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randn(batch, D, device=device)
+    model.train()
+    for _ in range(3):  # warm-up
+        loss = -log_prob(x).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    _sync(device)
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        loss = -log_prob(x).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        steps += 1
+    _sync(device)
+    return steps * batch / (time.perf_counter() - start)
+
+
+@torch.no_grad()
+def sampling_us(model, n: int, device: torch.device, repeat: int) -> float:
+    sample = sample_fn(model)
+    model.eval()
+    sample(min(n, 1000))
+    best = float("inf")
+    for _ in range(repeat):
+        _sync(device)
+        t = time.perf_counter()
+        sample(n)
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 1e6 * best / n
+
+
+def peak_fraction(events_per_s: float, n_params: int, device: torch.device) -> str:
+    if device.type != "cuda":
+        return ""
+    name = torch.cuda.get_device_name(device)
+    peak = next((v for k, v in FP32_PEAK_TFLOPS.items() if k in name), None)
+    if peak is None:
+        return "?"
+    return f"{100 * 6 * n_params * events_per_s / (peak * 1e12):.1f}%"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--sizes", nargs="+", default=["default", "paper"])
+    parser.add_argument("--quick", action="store_true", help="shorter timings")
+    parser.add_argument("--max-params", type=float, default=3e7,
+                        help="skip larger models on the CPU (the paper's 255M MADEMOG)")  # fmt: skip
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    seconds = 1.0 if args.quick else 3.0
+    batches = [1024, 4096, 16384] if device.type == "cpu" else [1024, 8192, 65536]
+    n_sample = 20_000 if device.type == "cpu" else 1_000_000
+    print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}\n")  # fmt: skip
+    header = (f"{'size':<8} {'model':<27} {'params':>9} {'train ev/s @1024':>17} "
+              f"{'best ev/s (batch)':>22} {'sample µs/ev':>13} {'peak':>6}")  # fmt: skip
+    print(header)
+    print("-" * len(header))
+    for size in args.sizes:
+        runs = flows_of("config.yaml" if size == "default" else "paper.yaml")
+        models = {}
+        for name, (model, params) in runs.items():
+            models[name] = lambda m=model, p=params: build_flow(m, D, **p)
+            peer = zuko_equivalent(model, params)
+            if peer is not None:
+                models[f"  zuko peer of {name}"] = peer
+        for name, make in models.items():
+            torch.manual_seed(0)
+            model = make().to(device)
+            n_params = sum(p.numel() for p in model.parameters())
+            if device.type == "cpu" and n_params > args.max_params:
+                print(f"{size:<8} {name:<27} {n_params:9.2e}   skipped on the CPU (> --max-params)")
+                continue
+            at_1024 = train_throughput(model, 1024, device, seconds)
+            best, best_batch = at_1024, 1024
+            for batch in batches[1:]:
+                rate = train_throughput(model, batch, device, seconds)
+                if rate > best:
+                    best, best_batch = rate, batch
+            us = sampling_us(model, n_sample, device, repeat=2 if args.quick else 3)
+            print(f"{size:<8} {name:<27} {n_params:9.2e} {at_1024:17,.0f} "
+                  f"{best:14,.0f} ({best_batch:>5}) {us:13.2f} {peak_fraction(best, n_params, device):>6}",
+                  flush=True)  # fmt: skip
+            del model
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    print("\nzuko peers: same transforms, bins, width and number of linear layers as the run above them.")
+
+
+if __name__ == "__main__":
+    main()

@@ -128,6 +128,7 @@ def main() -> None:
                         help="skip larger models on the CPU (the paper's 255M MADEMOG)")  # fmt: skip
     args = parser.parse_args()
     device = torch.device(args.device)
+    torch.set_flush_denormal(True)  # as the workflow's jobs do (flowsim.training.configure_torch)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     seconds = 1.0 if args.quick else 3.0

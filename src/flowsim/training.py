@@ -37,6 +37,7 @@ __all__ = [
     "NonFiniteLossError",
     "TrainConfig",
     "TrainResult",
+    "configure_torch",
     "evaluate",
     "resolve_device",
     "train",
@@ -102,6 +103,17 @@ class TrainResult:
     epochs_run: int
     stopped_early: bool
     history: list[dict[str, float]] = field(default_factory=list)
+
+
+def configure_torch(threads: int) -> None:
+    """Settings of every torch job: ``threads`` intra-op threads, denormals flushed to zero.
+
+    Subnormal floats (below ~1e-38 in float32) are processed tens of times slower by x86 CPUs;
+    flushing them to zero changes nothing that matters to these models and was measured to
+    halve the sampling time of a paper-sized MAF on the CPU.
+    """
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -1,12 +1,11 @@
 """Job script of rule c2st: the two-sample test on MC test_a vs one run's generated events."""
 
-import torch
-
 from flowsim.evaluation import c2st_job
 from flowsim.logs import job_logging
+from flowsim.training import configure_torch
 
 with job_logging(snakemake.log[0]):
-    torch.set_num_threads(snakemake.threads)
+    configure_torch(snakemake.threads)
     c2st_job(
         test_a=snakemake.input.test_a,
         generated=snakemake.input.generated,

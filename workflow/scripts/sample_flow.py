@@ -1,12 +1,11 @@
 """Job script of rule sample_flow: generate events from one trained flow run."""
 
-import torch
-
 from flowsim.flows.jobs import sample_flow_job
 from flowsim.logs import job_logging
+from flowsim.training import configure_torch
 
 with job_logging(snakemake.log[0]):
-    torch.set_num_threads(snakemake.threads)
+    configure_torch(snakemake.threads)
     sample_flow_job(
         model_path=snakemake.input.model,
         scaler_path=snakemake.input.scaler,

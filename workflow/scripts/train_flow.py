@@ -1,14 +1,12 @@
 """Job script of rule train_flow: train one named flow run."""
 
-import torch
-
 from flowsim.flows.jobs import train_flow_job
 from flowsim.logs import job_logging
 from flowsim.runs import RunSpec
-from flowsim.training import TrainConfig
+from flowsim.training import TrainConfig, configure_torch
 
 with job_logging(snakemake.log[0]):
-    torch.set_num_threads(snakemake.threads)
+    configure_torch(snakemake.threads)
     train_flow_job(
         RunSpec(
             name=snakemake.wildcards.run,

@@ -14,11 +14,13 @@ from torch import Tensor
 __all__ = [
     "DensityModel",
     "Flow",
+    "apply_transforms",
     "check_bool",
     "check_choice",
     "check_float",
     "check_int",
     "eval_mode",
+    "invert_transforms",
     "standard_normal_log_prob",
 ]
 
@@ -115,6 +117,23 @@ class DensityModel(nn.Module):
         return f"n_features={self.n_features}"
 
 
+def apply_transforms(transforms: Sequence[nn.Module], x: Tensor) -> tuple[Tensor, Tensor]:
+    r"""Compose ``transforms`` in order: :math:`y = T_K \circ \dots \circ T_1 (x)` and the summed
+    :math:`\log |\det|` of the layers, shapes :math:`(N, D)` and :math:`(N,)`."""
+    ladj = x.new_zeros(x.shape[0])
+    for t in transforms:
+        x, ladj_t = t(x)
+        ladj = ladj + ladj_t
+    return x, ladj
+
+
+def invert_transforms(transforms: Sequence[nn.Module], y: Tensor) -> Tensor:
+    r"""The inverse of :func:`apply_transforms`: the layers' inverses in reverse order."""
+    for t in reversed(transforms):
+        y = t.inverse(y)
+    return y
+
+
 class Flow(DensityModel):
     r"""A normalizing flow: a bijection :math:`u = T(x)` onto a standard normal latent space.
 
@@ -148,11 +167,7 @@ class Flow(DensityModel):
             :math:`\log |\det \partial u / \partial x|`, shape :math:`(N,)`.
         """
         self._check_input(x)
-        ladj = x.new_zeros(x.shape[0])
-        for t in self.transforms:
-            x, ladj_t = t(x)
-            ladj = ladj + ladj_t
-        return x, ladj
+        return apply_transforms(self.transforms, x)
 
     def inverse(self, u: Tensor) -> Tensor:
         r"""Map latent points back to events, :math:`x = T^{-1}(u)`.
@@ -166,9 +181,7 @@ class Flow(DensityModel):
             The events, shape :math:`(N, D)`.
         """
         self._check_input(u)
-        for t in reversed(self.transforms):
-            u = t.inverse(u)
-        return u
+        return invert_transforms(self.transforms, u)
 
     def log_prob(self, x: Tensor) -> Tensor:
         u, ladj = self.transform(x)

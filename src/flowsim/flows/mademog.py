@@ -9,7 +9,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import DensityModel, check_bool, check_choice, check_float, check_int
+from .base import (
+    DensityModel,
+    apply_transforms,
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    invert_transforms,
+)
 from .maf import maf_transforms
 from .made import ResidualMADE
 from .transforms import PERMUTATIONS, BatchNormTransform, make_permutation
@@ -189,18 +197,12 @@ class MAFMADEMOG(DensityModel):
         r"""The MAF part :math:`z = T(x)` and :math:`\log|\det \partial z / \partial x|`, shapes
         :math:`(N, D)` and :math:`(N,)`."""
         self._check_input(x)
-        ladj = x.new_zeros(x.shape[0])
-        for t in self.transforms:
-            x, ladj_t = t(x)
-            ladj = ladj + ladj_t
-        return x, ladj
+        return apply_transforms(self.transforms, x)
 
     def maf_inverse(self, z: Tensor) -> Tensor:
         r"""The inverse :math:`x = T^{-1}(z)` of the MAF part, shape :math:`(N, D)`."""
         self._check_input(z)
-        for t in reversed(self.transforms):
-            z = t.inverse(z)
-        return z
+        return invert_transforms(self.transforms, z)
 
     def log_prob(self, x: Tensor) -> Tensor:
         z, ladj = self.maf_transform(x)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from flowsim import io
-from flowsim.data.scaling import load_scaler
+from flowsim.data.scaling import Scaler, load_scaler
 from flowsim.metrics.c2st import C2STResult, C2STSettings, classifier_two_sample_test
 from flowsim.metrics.distances import METRICS, distance_table, write_distances_tsv
 from flowsim.metrics.roc import density_ratio, roc_curve
@@ -71,13 +71,13 @@ def eval_distances_job(
     plot_corner(mc_a, gen, features, corner_plot)
 
 
-def _scaled_pair(scaler_path: PathLike, first: PathLike, second: PathLike) -> tuple[np.ndarray, np.ndarray]:
+def _read_pair(
+    scaler_path: PathLike, first: PathLike, second: PathLike
+) -> tuple[Scaler, np.ndarray, np.ndarray]:
+    """The fitted scaler and two samples' model features in data units."""
     scaler = load_scaler(scaler_path)
     features = list(scaler.features)
-    return (
-        scaler.transform(io.read_matrix(first, features)),
-        scaler.transform(io.read_matrix(second, features)),
-    )
+    return scaler, io.read_matrix(first, features), io.read_matrix(second, features)
 
 
 def _run_c2st(reference: np.ndarray, candidate: np.ndarray, section: Mapping[str, Any], name: str) -> C2STResult:
@@ -92,8 +92,11 @@ def c2st_null_job(
     table_out: PathLike, scores_out: PathLike,
 ) -> None:  # fmt: skip
     """C2ST of MC test_a (label 0) vs MC test_b (label 1): the floor every flow is judged against."""
-    reference, candidate = _scaled_pair(scaler, test_a, test_b)
-    result = _run_c2st(reference, candidate, section, "c2st null (MC test_a vs test_b)")
+    scaler_obj, reference, candidate = _read_pair(scaler, test_a, test_b)
+    result = _run_c2st(
+        scaler_obj.transform(reference), scaler_obj.transform(candidate), section,
+        "c2st null (MC test_a vs test_b)",
+    )  # fmt: skip
     rows = [
         {"metric": "auc", "value": result.auc, "error": result.auc_err},
         {"metric": "accuracy", "value": result.accuracy, "error": result.accuracy_err},
@@ -125,8 +128,10 @@ def c2st_job(
     """C2ST of MC test_a (label 0) vs the run's generated events (label 1), with its plots."""
     from flowsim.plots.c2st import plot_density_ratio, plot_ratio_tails, plot_roc, plot_score_distributions
 
-    reference, candidate = _scaled_pair(scaler, test_a, generated)
-    result = _run_c2st(reference, candidate, section, f"c2st {run}")
+    scaler_obj, mc, generated_events = _read_pair(scaler, test_a, generated)
+    result = _run_c2st(
+        scaler_obj.transform(mc), scaler_obj.transform(generated_events), section, f"c2st {run}"
+    )
     null = {row["metric"]: row for row in io.read_tsv(null_table)}
     rows = [
         {"metric": "auc", "value": result.auc, "error": result.auc_err},
@@ -156,14 +161,8 @@ def c2st_job(
     if clipped_mc or clipped_gen:
         log.info("density ratio: %d MC and %d generated scores clipped away from 0 and 1", clipped_mc, clipped_gen)
     plot_density_ratio(r_mc, r_gen, ratio_plot)
-    scaler_obj = load_scaler(scaler)
-    features = list(scaler_obj.features)
     plot_ratio_tails(
-        io.read_matrix(test_a, features),
-        scaler_obj.inverse(result.test_candidate),
-        r_gen,
-        features,
-        tails_plot,
+        mc, scaler_obj.inverse(result.test_candidate), r_gen, list(scaler_obj.features), tails_plot
     )
 
 

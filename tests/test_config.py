@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -50,9 +51,12 @@ def test_schema_fills_defaults_of_missing_sections():
         (lambda c: c.update(features=["lepton_pt", "m_h"]), ["m_h", "features"]),
         (lambda c: c["scaling"].update(method="minmax"), ["minmax", "method"]),
         (lambda c: c.update(flowz={}), ["flowz"]),
+        (lambda c: c["analysis"].update(cut=1.5), ["1.5", "cut"]),
+        (lambda c: c["analysis"]["lumi_fb"].update(min=0), ["0", "min"]),
+        (lambda c: c["analysis"].update(n_bins=0), ["0", "n_bins"]),
     ],
     ids=["unknown-key", "bad-enum", "bad-type", "out-of-range", "unknown-feature",
-         "bad-method", "unknown-section"],
+         "bad-method", "unknown-section", "cut-above-1", "lumi-zero", "no-bins"],
 )  # fmt: skip
 def test_wrong_key_or_type_names_the_key(edit, names):
     config = default_config()
@@ -117,3 +121,20 @@ def test_run_training_overrides_the_shared_settings():
     assert spec.training.lr == 5e-4
     assert spec.training.batch_size == config["training"]["batch_size"]
     assert run_spec(config, "glow").training.lr == config["training"]["lr"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c["analysis"]["observables"].update(m_xx=[0, 1]), "analysis.observables.m_xx"),
+        (lambda c: c["analysis"].update(alphas=[0.01, 0.010000000001]), "analysis.alphas"),
+        (lambda c: c["analysis"]["observables"].update(m_bb=[3.0, 0.0]), "analysis.observables.m_bb"),
+        (lambda c: c["analysis"].update(lumi_fb={"min": 100, "max": 10, "n": 3}), "analysis.lumi_fb"),
+        (lambda c: c["analysis"]["classifier"].update(hidden=0), "analysis.classifier"),
+    ],
+)
+def test_analysis_settings_are_checked_by_name(edit, message):
+    config = default_config()
+    edit(config)
+    with pytest.raises(ConfigError, match=re.escape(f"config key '{message}")):
+        check_config(config)

@@ -72,7 +72,6 @@ def test_resume_after_kill_reaches_the_same_state(tmp_path, monkeypatch):
 
     # kill the run when it starts epoch 4 (three epochs checkpointed)
     killed = make_model()
-    calls = {"n": 0}
     real_batches = __import__("flowsim.training", fromlist=["_batches"])._batches
 
     def dying_batches(n, batch_size, seed, epoch, device):

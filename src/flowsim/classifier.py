@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MLPClassifier", "bce_loss", "predict_proba"]
+__all__ = ["MLPClassifier", "balanced_weights", "bce_loss", "predict_proba", "weighted_bce_loss"]
 
 
 class _Block(nn.Module):
@@ -71,6 +71,27 @@ def bce_loss(model: nn.Module, batch) -> Tensor:
     """Mean binary cross-entropy of the logits ``model(x)`` against labels ``y`` in {0, 1}."""
     x, y = batch
     return F.binary_cross_entropy_with_logits(model(x), y)
+
+
+def weighted_bce_loss(model: nn.Module, batch) -> Tensor:
+    """Mean of ``w · BCE`` over the batch ``(x, y, w)``: the loss with per-event weights."""
+    x, y, w = batch
+    return F.binary_cross_entropy_with_logits(model(x), y, weight=w)
+
+
+def balanced_weights(y: np.ndarray) -> np.ndarray:
+    r"""Per-event weights that give both classes equal total weight, with mean 1.
+
+    :math:`w_i = N / (2 N_{y_i})`. With them the minimiser of the weighted cross-entropy is
+    :math:`D(x) = p_1(x) / (p_0(x) + p_1(x))` whatever the class mix of the sample, so a score
+    cut means the same on a 10%-signal file as on the balanced HIGGS set.
+    """
+    y = np.asarray(y)
+    n_pos = int(np.count_nonzero(y == 1))
+    n_neg = y.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"both classes are needed for balanced weights, got {n_pos} and {n_neg}")
+    return np.where(y == 1, y.size / (2 * n_pos), y.size / (2 * n_neg)).astype(np.float32)
 
 
 @torch.no_grad()

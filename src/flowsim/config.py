@@ -11,21 +11,39 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from flowsim.errors import ConfigError
+
 __all__ = ["ConfigError", "check_config"]
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot work; the message starts with the key."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        self.key = key
-        super().__init__(f"config key '{key}': {problem}")
 
 
 def check_config(config: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` for the first cross-key inconsistency found."""
     _check_data(config)
     _check_flows(config)
+    _check_analysis(config)
+
+
+def _check_analysis(config: Mapping[str, Any]) -> None:
+    """The analysis settings must be consistent and fit only observables the events have."""
+    from flowsim.analysis.config import SCORE, AnalysisConfig
+    from flowsim.analysis.signal_classifier import ClassifierSettings
+
+    section = config.get("analysis", {})
+    analysis = AnalysisConfig.from_mapping(section)
+    for name in analysis.observables:
+        if name != SCORE and name not in config["features"]:
+            raise ConfigError(
+                f"analysis.observables.{name}",
+                f"not a feature of the events; use '{SCORE}' or one of {list(config['features'])}",
+            )
+    # alphas name files (lumi_scan_score_alpha0.01.tsv): each must print as itself, once
+    labels = [f"{alpha:g}" for alpha in analysis.alphas]
+    for alpha, label in zip(analysis.alphas, labels):
+        if float(label) != alpha:
+            raise ConfigError("analysis.alphas", f"{alpha!r} needs more than 6 significant digits")
+    if len(set(labels)) != len(labels):
+        raise ConfigError("analysis.alphas", f"values repeat: {labels}")
+    ClassifierSettings.from_mapping(section.get("classifier", {}))
 
 
 def _check_flows(config: Mapping[str, Any]) -> None:

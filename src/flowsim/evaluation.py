@@ -6,7 +6,6 @@
   floor), computed once and shared by every run.
 * :func:`c2st_job`: the same test on MC test_a vs one run's generated events, with the ROC,
   the density ratio r = D/(1−D) and the features of the events in its tails.
-* :func:`summary_job`: one row per run in ``results/summary/runs.tsv``.
 
 Every sample that enters a classifier is mapped by the one scaler fitted on the background
 training split, so MC and generated events are compared in the same space.
@@ -24,12 +23,12 @@ import numpy as np
 from flowsim import io
 from flowsim.data.scaling import Scaler, load_scaler
 from flowsim.metrics.c2st import C2STResult, C2STSettings, classifier_two_sample_test
-from flowsim.metrics.distances import METRICS, distance_table, write_distances_tsv
+from flowsim.metrics.distances import distance_table, write_distances_tsv
 from flowsim.metrics.roc import density_ratio, roc_curve
 from flowsim.plots.training import plot_history
 from flowsim.training import write_history
 
-__all__ = ["C2ST_ROWS", "c2st_job", "c2st_null_job", "eval_distances_job", "summary_job"]
+__all__ = ["C2ST_ROWS", "c2st_job", "c2st_null_job", "eval_distances_job"]
 
 log = logging.getLogger(__name__)
 
@@ -164,44 +163,3 @@ def c2st_job(
     plot_ratio_tails(
         mc, scaler_obj.inverse(result.test_candidate), r_gen, list(scaler_obj.features), tails_plot
     )
-
-
-SUMMARY_COLUMNS = (
-    "run", "model", "val_nll", "best_epoch", "c2st_auc", "c2st_auc_err", "c2st_auc_null",
-    "c2st_auc_null_err",
-    *[f"{m}_{kind}" for m in METRICS for kind in ("mean", "baseline")],
-    "us_per_event",
-)  # fmt: skip
-
-
-def summary_job(runs: Mapping[str, Mapping[str, PathLike]], out: PathLike) -> list[dict[str, Any]]:
-    """One row per run: validation NLL, C2ST AUC ± error and null, mean distances, sampling speed.
-
-    ``runs`` maps a run name to its files: ``model``, ``c2st``, ``distances``, ``sampling``.
-    """
-    import torch
-
-    table = []
-    for run, files in runs.items():
-        info = torch.load(files["model"], map_location="cpu", weights_only=True)
-        c2st = {row["metric"]: row for row in io.read_tsv(files["c2st"])}
-        distances = {(r["feature"], r["metric"]): r for r in io.read_tsv(files["distances"])}
-        timing = io.read_tsv(files["sampling"])[0]
-        row: dict[str, Any] = {
-            "run": run,
-            "model": info["model"],
-            "val_nll": info["metadata"]["val_nll"],
-            "best_epoch": info["metadata"]["best_epoch"],
-            "c2st_auc": float(c2st["auc"]["value"]),
-            "c2st_auc_err": float(c2st["auc"]["error"]),
-            "c2st_auc_null": float(c2st["auc_null"]["value"]),
-            "c2st_auc_null_err": float(c2st["auc_null"]["error"]),
-            "us_per_event": float(timing["us_per_event"]),
-        }
-        for metric in METRICS:
-            mean = distances[("mean", metric)]
-            row[f"{metric}_mean"] = float(mean["value"])
-            row[f"{metric}_baseline"] = float(mean["baseline"])
-        table.append(row)
-    io.write_tsv(out, table, SUMMARY_COLUMNS)
-    return table

@@ -22,6 +22,7 @@ __all__ = [
     "EventWriter",
     "atomic_output",
     "event_writer",
+    "iter_matrix",
     "read_events",
     "read_json",
     "read_matrix",
@@ -141,6 +142,27 @@ def read_events(
         if missing:
             raise KeyError(f"{path}: missing branch(es) {missing}; it has {available}")
         return tree.arrays(wanted, library="np")
+
+
+def iter_matrix(
+    path: str | os.PathLike[str], columns: Sequence[str], *, step: int = 1_000_000
+) -> Iterator[np.ndarray]:
+    """Chunks of at most ``step`` events of ``events`` as (n, len(columns)) float32 arrays, in order.
+
+    Memory stays bounded by the chunk size whatever the file size (10⁸ generated events).
+    """
+    import uproot
+
+    columns = list(columns)
+    with uproot.open(path) as f:
+        if TREE_NAME not in f:
+            raise KeyError(f"{path}: no TTree '{TREE_NAME}' (keys: {f.keys()})")
+        tree = f[TREE_NAME]
+        missing = [c for c in columns if c not in tree.keys()]
+        if missing:
+            raise KeyError(f"{path}: missing branch(es) {missing}; it has {list(tree.keys())}")
+        for arrays in tree.iterate(columns, step_size=int(step), library="np"):
+            yield np.stack([arrays[c] for c in columns], axis=1).astype(np.float32, copy=False)
 
 
 def read_matrix(path: str | os.PathLike[str], columns: Sequence[str]) -> np.ndarray:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from flowsim import io
-from flowsim.evaluation import C2ST_ROWS, SUMMARY_COLUMNS
+from flowsim.evaluation import C2ST_ROWS
+from flowsim.summary import SUMMARY_COLUMNS
 from flowsim.metrics.distances import METRICS
 
 RUNS = ("tiny_maf", "tiny_mademog")

@@ -1,6 +1,7 @@
 # Configuration checks, paths and input functions shared by every stage.
 
 import os
+import re
 
 from snakemake.utils import validate
 
@@ -25,10 +26,39 @@ SPLIT_FILES = {
 }
 HIGGS_DOWNLOAD = "resources/higgs/HIGGS.csv.gz"
 RUNS = list(config["flows"])
+# The analysis: fitted observables, signal fractions as they appear in file names, and the MC
+# samples the classifier scores (signal hold-out; background test_a for the Asimov data and
+# test_b for the MC reference prediction).
+OBSERVABLES = list(config["analysis"]["observables"])
+ALPHAS = [f"{alpha:g}" for alpha in config["analysis"]["alphas"]]
+MC_SCORED = ["sig_test_a", "sig_test_b", "bkg_test_a", "bkg_test_b"]
+
+
+def _one_of(names):
+    """A wildcard constraint matching exactly ``names`` (none: never)."""
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
 
 
 wildcard_constraints:
-    run="|".join(RUNS) if RUNS else "(?!)",
+    run=_one_of(RUNS),
+    obs=_one_of(OBSERVABLES),
+    alpha=_one_of(ALPHAS),
+    source="mc|generated",
+    sample=_one_of(MC_SCORED + RUNS),
+
+
+def canonical(value):
+    """``value`` with every mapping's keys sorted, recursively.
+
+    Snakemake compares params by their printed form, so a params dict straight from YAML would
+    rerun jobs when keys are merely reordered in the config file; sorted keys make params depend
+    on the settings only.
+    """
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
 
 
 def run_uses_gpu(run):
@@ -43,6 +73,50 @@ def higgs_csv():
     return HIGGS_DOWNLOAD
 
 
+def classifier_uses_gpu():
+    """1 when the signal classifier is set to train on CUDA, else 0."""
+    device = config["analysis"]["classifier"].get("training", {}).get("device", "auto")
+    return int(str(device).startswith("cuda"))
+
+
+def scored(*samples):
+    """(events file, score friend tree) pairs: MC split names or run names (generated events)."""
+    pairs = []
+    for sample in samples:
+        if sample in SPLIT_FILES:
+            pairs.append((SPLIT_FILES[sample], f"results/analysis/scores/mc/{sample}.root"))
+        else:
+            pairs.append(
+                (f"results/flows/{sample}/generated.root", f"results/analysis/scores/generated/{sample}.root")
+            )
+    return pairs
+
+
+def scan_tables(run):
+    """The luminosity-scan TSVs of one run: every observable and signal fraction."""
+    return expand(
+        "results/analysis/{run}/lumi_scan_{obs}_alpha{alpha}.tsv", run=run, obs=OBSERVABLES, alpha=ALPHAS
+    )
+
+
+def scored_events(wildcards):
+    """The events file behind a score file: an MC split or a run's generated sample."""
+    if wildcards.source == "mc":
+        return SPLIT_FILES[wildcards.sample]
+    return f"results/flows/{wildcards.sample}/generated.root"
+
+
+def scan_plot(name, caption, figure):
+    """A report-registered plot of a luminosity scan, one per run, observable and alpha."""
+    return report(
+        f"results/analysis/{{run}}/{name}_{{obs}}_alpha{{alpha}}.png",
+        category="Analysis",
+        subcategory="{run}",
+        caption=f"../report/{caption}",
+        labels={"run": "{run}", "observable": "{obs}", "alpha": "{alpha}", "figure": figure},
+    )
+
+
 def final_outputs():
     """Everything `snakemake` builds by default."""
     return [
@@ -50,5 +124,7 @@ def final_outputs():
         "results/data/manifest.json",
         "results/data/scaler.npz",
         *expand("results/flows/{run}/generated.root", run=RUNS),
+        "results/analysis/classifier/model.pt",
+        *expand("results/analysis/{run}/scores.png", run=RUNS),
         *(["results/summary/runs.tsv"] if RUNS else []),
     ]

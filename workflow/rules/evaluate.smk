@@ -64,7 +64,7 @@ rule c2st_null:
         table="results/eval/c2st_null.tsv",
         scores="results/eval/c2st_null_scores.npz",
     params:
-        section=config["c2st"],
+        section=canonical(config["c2st"]),
     log:
         "results/logs/c2st_null.log",
     benchmark:
@@ -125,7 +125,7 @@ rule c2st:
             labels={"run": "{run}", "figure": "density-ratio tails"},
         ),
     params:
-        section=config["c2st"],
+        section=canonical(config["c2st"]),
     log:
         "results/logs/c2st/{run}.log",
     benchmark:
@@ -138,32 +138,3 @@ rule c2st:
         runtime=60,
     script:
         "../scripts/c2st.py"
-
-
-rule summary:
-    input:
-        models=expand("results/flows/{run}/model.pt", run=RUNS),
-        c2st=expand("results/eval/{run}/c2st.tsv", run=RUNS),
-        distances=expand("results/eval/{run}/distances.tsv", run=RUNS),
-        sampling=expand("results/flows/{run}/sampling.tsv", run=RUNS),
-    output:
-        report(
-            "results/summary/runs.tsv",
-            category="Summary",
-            caption="../report/summary.rst",
-            labels={"table": "runs"},
-        ),
-    params:
-        runs=RUNS,
-    log:
-        "results/logs/summary.log",
-    benchmark:
-        "results/benchmarks/summary.tsv"
-    conda:
-        "../../envs/torch.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
-    script:
-        "../scripts/summary.py"

@@ -18,8 +18,8 @@ rule train_flow:
         ),
     params:
         model=lambda wc: config["flows"][wc.run]["model"],
-        flow_params=lambda wc: config["flows"][wc.run].get("params", {}),
-        training=lambda wc: training_settings(config, wc.run),
+        flow_params=lambda wc: canonical(config["flows"][wc.run].get("params", {})),
+        training=lambda wc: canonical(training_settings(config, wc.run)),
         checkpoint=lambda wc: f"results/flows/{wc.run}/checkpoint.pt",
     log:
         "results/logs/train_flow/{run}.log",

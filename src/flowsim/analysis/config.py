@@ -1,7 +1,7 @@
 """Settings of the simplified search: cut, binning, luminosity grid, signal fractions, systematics.
 
 :class:`AnalysisConfig` is the validated, immutable form of the ``analysis`` section of the
-workflow configuration. Every check raises :class:`flowsim.config.ConfigError` (a ``ValueError``)
+workflow configuration. Every check raises :class:`flowsim.errors.ConfigError` (a ``ValueError``)
 whose message starts with the offending key, e.g. ``config key 'analysis.cut': ...``.
 
 Defaults follow the paper (Sec. 4.4) and ``DESIGN.md``: classifier cut 0.51, 25 uniform bins on
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from flowsim.config import ConfigError
+from flowsim.errors import ConfigError
 
 __all__ = ["SCORE", "AnalysisConfig"]
 
@@ -31,6 +31,8 @@ _KEYS = {
     "cut", "n_bins", "observables", "sigma_b_fb", "lumi_fb", "alphas", "shapesys_rel", "cl",
     "empty_bins",
 }  # fmt: skip
+#: Keys of the ``analysis`` section that belong to other stages (the signal classifier's).
+_OTHER_STAGES = {"classifier"}
 _EMPTY_BINS = ("merge", "raise")
 
 
@@ -143,9 +145,11 @@ class AnalysisConfig:
         """Build from the ``analysis`` section of the workflow config (missing keys: defaults).
 
         ``lumi_fb`` is a mapping ``{min, max, n}``; ``observables`` maps names to ``[low, high]``
-        or ``null`` (score only). Unknown keys raise ConfigError naming them.
+        or ``null`` (score only). The ``classifier`` subsection is skipped (see
+        :class:`flowsim.analysis.signal_classifier.ClassifierSettings`); other unknown keys raise
+        ConfigError naming them.
         """
-        section = dict(section or {})
+        section = {k: v for k, v in dict(section or {}).items() if k not in _OTHER_STAGES}
         unknown = sorted(set(section) - _KEYS)
         if unknown:
             raise ConfigError("analysis", f"unknown key(s) {unknown}; expected {sorted(_KEYS)}")

@@ -8,16 +8,19 @@ limits are on μ at the confidence level stated in the container (95% by default
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 __all__ = [
     "EXPECTED_SIGMAS",
     "TSV_COLUMNS",
+    "Deviation",
     "FitResult",
     "HypoTestResult",
     "LimitResult",
     "PointResult",
     "ScanResult",
+    "largest_deviations",
 ]
 
 #: The N of the expected-limit band quantiles, in the order of ``LimitResult.expected``.
@@ -144,3 +147,44 @@ class ScanResult(NamedTuple):
     points: tuple[PointResult, ...]
     workspaces: tuple[dict[str, Any], ...]
     n_profiles: int
+
+
+class Deviation(NamedTuple):
+    """The largest deviation found and where: ``value`` at ``where`` (e.g. ``L=1000``)."""
+
+    value: float
+    where: str
+
+
+def _band_shift(ml: PointResult, mc: PointResult) -> float:
+    """ML expected limit minus the MC one, in units of the MC band's 1σ on that side."""
+    diff = ml.ul_exp - mc.ul_exp
+    width = (mc.ul_exp_p1 - mc.ul_exp) if diff >= 0 else (mc.ul_exp - mc.ul_exp_m1)
+    return diff / width if width > 0 else math.nan
+
+
+def largest_deviations(
+    points: Iterable[PointResult], label: str = ""
+) -> tuple[Deviation, Deviation]:
+    r"""How far the ML background pulls the results, over all luminosities of a scan.
+
+    Returns:
+        ``(pull, shift)``: the largest :math:`|\hat\mu - 1| / \sigma_{\hat\mu}` of the ML
+        points (μ = 1 is injected, so the MC reference gives ≈ 0), and the signed shift of the ML
+        median expected limit from the MC one, in units of the MC ±1σ band on that side, with
+        the largest magnitude. Points whose status is not ``ok`` are skipped; NaN when none is
+        left. ``where`` says ``label`` and the luminosity.
+    """
+    points = list(points)
+    mc = {p.lumi_fb: p for p in points if p.background == "mc" and p.status == "ok"}
+    ml = [p for p in points if p.background == "ml" and p.status == "ok"]
+    pulls = [(abs(p.mu_hat - 1.0) / p.mu_err, p.lumi_fb) for p in ml if p.mu_err > 0]
+    shifts = [(_band_shift(p, mc[p.lumi_fb]), p.lumi_fb) for p in ml if p.lumi_fb in mc]
+    shifts = [s for s in shifts if math.isfinite(s[0])]
+    where = lambda lumi: f"{label} L={lumi:.4g}".strip()  # noqa: E731
+    pull = max(pulls, default=(math.nan, math.nan))
+    shift = max(shifts, key=lambda s: abs(s[0]), default=(math.nan, math.nan))
+    return (
+        Deviation(pull[0], where(pull[1]) if pulls else ""),
+        Deviation(shift[0], where(shift[1]) if shifts else ""),
+    )

@@ -122,6 +122,8 @@ def plot_roc(
     auc_null_err: float | None = None,
     gen_label: str = "generated vs MC",
     null_label: str = "MC vs MC (null)",
+    positive: str = "generated",
+    negative: str = "MC",
 ) -> None:
     """ROC curves of the C2ST classifier (paper Fig. 11) with the difference TPR − FPR below.
 
@@ -139,6 +141,8 @@ def plot_roc(
         curve_null: ROC of the MC-vs-MC test, defaults to None (not drawn).
         auc_null, auc_null_err: its AUC and uncertainty; required with ``curve_null``.
         gen_label, null_label: legend entries.
+        positive, negative: names of the classes in the axis labels, default "generated"
+            and "MC".
     """
     curve_gen = _check_curve(curve_gen, "curve_gen")
     if curve_null is not None:
@@ -164,10 +168,10 @@ def plot_roc(
                 dax.plot(f, t - f, color=color, ls=ls, lw=1.5)
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1.0)
-            ax.set_ylabel("true-positive rate (generated)")
+            ax.set_ylabel(f"true-positive rate ({positive})")
             ax.legend(loc="lower right", fontsize=13)
             dax.set_ylabel("TPR − FPR", fontsize=15)
-            dax.set_xlabel("false-positive rate (MC)")
+            dax.set_xlabel(f"false-positive rate ({negative})")
             lim = max(np.max(np.abs(c.tpr - c.fpr)) for c, *_ in curves)
             dax.set_ylim(-1.3 * lim - 1e-3, 1.3 * lim + 1e-3)
             save_figure(fig, path)

@@ -1,0 +1,112 @@
+r"""The cut on the classifier score: score friend trees, selection counts, selected values.
+
+Scores are written as a ROOT *friend tree*: a TTree ``events`` with one float32 branch ``score``,
+entry ``i`` belonging to entry ``i`` of the scored file, so ``score > cut`` selects events of the
+original sample without copying them (``tree.AddFriend("s=events", "scores.root")`` in ROOT).
+The selection efficiency :math:`\varepsilon = n_{\rm sel}/N` has the binomial error
+:math:`\sqrt{\varepsilon(1-\varepsilon)/N}`. Nothing here needs torch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from flowsim import io
+from flowsim.analysis.config import SCORE
+
+__all__ = [
+    "SCORE_BRANCH",
+    "SampleFiles",
+    "SelectionCounts",
+    "read_scores",
+    "read_selected",
+    "read_selected_events",
+]
+
+PathLike = str | os.PathLike[str]
+#: (events file, its score friend tree) of each part of one sample.
+SampleFiles = Sequence[tuple[PathLike, PathLike]]
+
+#: Branch of the score friend trees.
+SCORE_BRANCH = "score"
+
+
+class SelectionCounts(NamedTuple):
+    """Events of one sample before and after ``score > cut``."""
+
+    n_total: int
+    n_selected: int
+    cut: float
+
+    @property
+    def efficiency(self) -> float:
+        """ε = n_selected / n_total (NaN for an empty sample)."""
+        return self.n_selected / self.n_total if self.n_total else math.nan
+
+    @property
+    def efficiency_error(self) -> float:
+        """Binomial error √(ε(1−ε)/N)."""
+        eff = self.efficiency
+        return math.sqrt(eff * (1.0 - eff) / self.n_total) if self.n_total else math.nan
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "cut": self.cut, "n_total": self.n_total, "n_selected": self.n_selected,
+            "efficiency": self.efficiency, "efficiency_error": self.efficiency_error,
+        }  # fmt: skip
+
+
+def read_scores(files: SampleFiles) -> np.ndarray:
+    """The scores of every event of a sample (its parts concatenated in order)."""
+    return np.concatenate(
+        [io.read_events(scores, [SCORE_BRANCH])[SCORE_BRANCH] for _, scores in files]
+    )
+
+
+def read_selected(
+    files: SampleFiles, observable: str, cut: float, *, name: str = "sample"
+) -> tuple[np.ndarray, int]:
+    """Values of ``observable`` for the events with score > ``cut``, and the events before the cut.
+
+    ``files`` pairs each events file with its score friend tree; their entry counts must agree
+    (a stale score file names both files). ``observable`` is ``"score"`` or a branch of the
+    events.
+    """
+    values, n_total = [], 0
+    for events, scores in files:
+        score, n_events = _checked_scores(events, scores, name)
+        selected = score > cut
+        if observable == SCORE:
+            values.append(score[selected])
+        else:
+            values.append(io.read_events(events, [observable])[observable][selected])
+        n_total += n_events
+    return (np.concatenate(values) if values else np.empty(0)), n_total
+
+
+def read_selected_events(
+    files: SampleFiles, columns: Sequence[str], cut: float, *, name: str = "sample"
+) -> np.ndarray:
+    """The events with score > ``cut`` as one (n, len(columns)) float32 array (parts in order)."""
+    parts = []
+    for events, scores in files:
+        score, _ = _checked_scores(events, scores, name)
+        parts.append(io.read_matrix(events, list(columns))[score > cut])
+    return np.concatenate(parts) if parts else np.empty((0, len(columns)), np.float32)
+
+
+def _checked_scores(events: PathLike, scores: PathLike, name: str) -> tuple[np.ndarray, int]:
+    """The score friend tree of ``events`` and the events' count, which must agree."""
+    score = io.read_events(scores, [SCORE_BRANCH])[SCORE_BRANCH]
+    n_events = io.root_entries(events)
+    if len(score) != n_events:
+        raise ValueError(
+            f"{name}: {scores} has {len(score)} scores but {events} has {n_events} events; "
+            "rescore the sample (rule score_and_cut)"
+        )
+    return score, n_events

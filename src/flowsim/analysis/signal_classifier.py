@@ -1,0 +1,352 @@
+r"""The signal-vs-background classifier of the final selection, and the jobs that train and apply it.
+
+The classifier (:class:`flowsim.classifier.MLPClassifier`, residual blocks with batch norm) is
+trained by the shared trainer on the ML set: MC signal (label 1) against MC background (label 0)
+of the ``train`` splits, early-stopped on the ``val`` splits. Its score
+:math:`D(x) = \sigma(f(x))` estimates :math:`P(\text{signal} \mid x)` for the training class mix.
+
+Every sample it scores — MC signal, MC background and each flow's generated background — first
+passes the *same* scaler, fitted on the classifier's training events (signal and background
+together), so generated events are scored exactly like the MC they replace (one of the authors'
+pitfalls was a scaler per sample).
+
+Scores are written as ROOT friend trees (:mod:`flowsim.analysis.selection`), the selection
+counts at the cut as JSON beside them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from flowsim import io
+from flowsim.analysis.selection import SCORE_BRANCH, SelectionCounts
+from flowsim.classifier import (
+    MLPClassifier, balanced_weights, bce_loss, predict_proba, weighted_bce_loss,
+)  # fmt: skip
+from flowsim.data.scaling import Scaler, fit_scaler, load_scaler
+from flowsim.errors import ConfigError
+from flowsim.training import TrainConfig, TrainResult, resolve_device, train, write_history
+
+__all__ = [
+    "ClassifierSettings",
+    "labelled_sample",
+    "load_classifier",
+    "save_classifier",
+    "score_and_cut_job",
+    "score_file",
+    "train_classifier_job",
+    "train_signal_classifier",
+]
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+
+#: Version of the classifier file layout (a plain dict, loaded with ``weights_only=True``).
+FORMAT_VERSION = 1
+#: Training defaults of the signal classifier (the config's ``training`` overrides them).
+TRAINING_DEFAULTS: dict[str, Any] = {"batch_size": 512, "max_epochs": 20, "patience": 4, "lr": 1e-3}
+
+
+@dataclass(frozen=True)
+class ClassifierSettings:
+    """Settings of the signal classifier (config section ``analysis.classifier``).
+
+    Attributes:
+        hidden: width of the hidden layers, defaults to 128.
+        residual_blocks: residual blocks, defaults to 2.
+        dropout: dropout inside the blocks, defaults to 0.
+        max_events: at most this many events per class and split (None: all), defaults to None.
+        balance_classes: weight events so both classes count equally in the loss, defaults to
+            True (the score then does not depend on the sample's signal fraction; see
+            :func:`flowsim.classifier.balanced_weights`).
+        seed: seed of the subsampling, initialisation and batches, defaults to 0.
+        training: overrides of :data:`TRAINING_DEFAULTS` (keys of :class:`TrainConfig`).
+    """
+
+    hidden: int = 128
+    residual_blocks: int = 2
+    dropout: float = 0.0
+    max_events: int | None = None
+    balance_classes: bool = True
+    seed: int = 0
+    training: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, section: Mapping[str, Any] | None) -> ClassifierSettings:
+        """Build from ``analysis.classifier``; a bad key or value raises ConfigError naming it."""
+        section = dict(section or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ConfigError(
+                "analysis.classifier", f"unknown key(s) {unknown}; expected {sorted(known)}"
+            )
+        settings = cls(**section)
+        try:
+            settings.train_config()
+            MLPClassifier(1, settings.hidden, settings.residual_blocks, settings.dropout)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError("analysis.classifier", str(exc)) from None
+        return settings
+
+    def train_config(self) -> TrainConfig:
+        """The trainer's settings: defaults, then the section's ``training``, seeded by ``seed``."""
+        return TrainConfig(**{**TRAINING_DEFAULTS, "seed": self.seed, **dict(self.training)})
+
+
+def _subsample(x: np.ndarray, max_events: int | None, rng: np.random.Generator) -> np.ndarray:
+    if max_events is None or len(x) <= max_events:
+        return x
+    return x[np.sort(rng.choice(len(x), size=max_events, replace=False))]
+
+
+def labelled_sample(
+    signal: np.ndarray, background: np.ndarray, *, max_events: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stack signal (label 1) and background (label 0) events: float32 ``x`` (n, D) and ``y`` (n,).
+
+    ``max_events`` caps each class (a seeded random subset; None keeps all).
+    """
+    rng = np.random.default_rng(seed)
+    signal = _subsample(signal, max_events, rng)
+    background = _subsample(background, max_events, rng)
+    if len(signal) == 0 or len(background) == 0:
+        raise ValueError(
+            f"the classifier needs both classes, got {len(signal)} signal and "
+            f"{len(background)} background events"
+        )
+    x = np.concatenate([signal, background]).astype(np.float32)
+    y = np.concatenate([np.ones(len(signal)), np.zeros(len(background))]).astype(np.float32)
+    return x, y
+
+
+def train_signal_classifier(
+    train_xy: tuple[np.ndarray, np.ndarray],
+    val_xy: tuple[np.ndarray, np.ndarray],
+    settings: ClassifierSettings,
+    *,
+    name: str = "signal classifier",
+) -> tuple[MLPClassifier, TrainResult]:
+    """Train the classifier on scaled, labelled events; returns it (best epoch) and its history.
+
+    Minimises the binary cross-entropy with the shared trainer (AdamW, cosine restarts,
+    gradient clipping, early stopping on the validation loss), class-balanced when
+    ``settings.balance_classes``: each split's events are weighted by
+    :func:`~flowsim.classifier.balanced_weights`.
+    """
+    config = settings.train_config()
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    model = MLPClassifier(
+        train_xy[0].shape[1], settings.hidden, settings.residual_blocks, settings.dropout
+    ).to(device)
+    def tensors(xy: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, ...]:
+        arrays = (*xy, balanced_weights(xy[1])) if settings.balance_classes else xy
+        return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
+
+    loss = weighted_bce_loss if settings.balance_classes else bce_loss
+    log.info(
+        "%s: %d training / %d validation events (signal fraction %.3f / %.3f), device %s",
+        name, len(train_xy[1]), len(val_xy[1]), train_xy[1].mean(), val_xy[1].mean(), device,
+    )  # fmt: skip
+    history = train(model, loss, tensors(train_xy), tensors(val_xy), config, name=name)
+    return model, history
+
+
+def save_classifier(
+    path: PathLike,
+    model: MLPClassifier,
+    settings: ClassifierSettings,
+    *,
+    features: list[str] | tuple[str, ...],
+    metadata: Mapping[str, Any] | None = None,
+) -> None:
+    """Write the classifier as a plain dict of its architecture and weights, atomically."""
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "model": "mlp_classifier",
+        "features": list(features),
+        "params": {
+            "hidden": settings.hidden,
+            "residual_blocks": settings.residual_blocks,
+            "dropout": settings.dropout,
+        },
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metadata": dict(metadata or {}),
+    }
+    with io.atomic_output(path, suffix=".pt") as tmp:
+        torch.save(payload, tmp)
+
+
+def load_classifier(
+    path: PathLike, device: str | torch.device = "cpu"
+) -> tuple[MLPClassifier, dict[str, Any]]:
+    """Rebuild a classifier written by :func:`save_classifier` (``weights_only=True``), eval mode."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if payload.get("format_version") != FORMAT_VERSION or payload.get("model") != "mlp_classifier":
+        raise ValueError(
+            f"{path}: not a signal-classifier file of format {FORMAT_VERSION} "
+            f"(model {payload.get('model')!r}, format {payload.get('format_version')!r})"
+        )
+    model = MLPClassifier(len(payload["features"]), **payload["params"])
+    model.load_state_dict(payload["state_dict"])
+    model.to(device).eval()
+    return model, {k: v for k, v in payload.items() if k != "state_dict"}
+
+
+def score_file(
+    model: nn.Module,
+    scaler: Scaler,
+    events: PathLike,
+    out: PathLike,
+    *,
+    cut: float,
+    chunk_size: int = 1_000_000,
+) -> SelectionCounts:
+    """Score every event of ``events`` into the friend tree ``out``; count those above ``cut``.
+
+    Reads and scores ``chunk_size`` events at a time, so memory is bounded for any file size.
+    Events with a non-finite score would be neither selected nor rejected honestly, so they
+    stop the job with an error naming the file.
+    """
+    features = list(scaler.features)
+    n_total = n_selected = 0
+    start = time.perf_counter()
+    with io.event_writer(out, [SCORE_BRANCH]) as writer:
+        for chunk in io.iter_matrix(events, features, step=chunk_size):
+            score = predict_proba(model, scaler.transform(chunk)).astype(np.float32)
+            bad = int(np.count_nonzero(~np.isfinite(score)))
+            if bad:
+                raise ValueError(
+                    f"{events}: {bad} events got a non-finite classifier score "
+                    f"(entries {n_total}..{n_total + len(chunk) - 1})"
+                )
+            writer.extend({SCORE_BRANCH: score})
+            n_total += len(score)
+            n_selected += int(np.count_nonzero(score > cut))
+            log.info("%s: scored %d events (%.0f events/s)", events, n_total,
+                     n_total / max(time.perf_counter() - start, 1e-9))  # fmt: skip
+    counts = SelectionCounts(n_total, n_selected, float(cut))
+    log.info(
+        "%s: %d of %d events pass score > %g (efficiency %.4f ± %.4f)",
+        events, n_selected, n_total, cut, counts.efficiency, counts.efficiency_error,
+    )  # fmt: skip
+    return counts
+
+
+def _read_stacked(paths: Sequence[PathLike], features: list[str]) -> np.ndarray:
+    return np.concatenate([io.read_matrix(p, features) for p in paths])
+
+
+def train_classifier_job(
+    *,
+    signal_train: PathLike,
+    background_train: PathLike,
+    signal_val: PathLike,
+    background_val: PathLike,
+    signal_test: Sequence[PathLike],
+    background_test: Sequence[PathLike],
+    features: Sequence[str],
+    scaling_method: str,
+    section: Mapping[str, Any],
+    model_out: PathLike,
+    scaler_out: PathLike,
+    history_out: PathLike,
+    metrics_out: PathLike,
+    loss_plot: PathLike,
+    roc_plot: PathLike,
+) -> None:
+    """Fit the scaler and train the classifier on the ML set; measure it on the hold-out.
+
+    The metrics table has the AUC (DeLong error) and the balanced accuracy at D = ½ on the hold-out
+    (``test_a`` + ``test_b`` of each class). The cut is not a training setting: changing it
+    rescores (:func:`score_and_cut_job`), it never retrains.
+    """
+    from flowsim.metrics.roc import auc_delong, roc_curve
+    from flowsim.plots.c2st import plot_roc
+    from flowsim.plots.training import plot_history
+
+    features = list(features)
+    settings = ClassifierSettings.from_mapping(section)
+    x_train, y_train = labelled_sample(
+        io.read_matrix(signal_train, features), io.read_matrix(background_train, features),
+        max_events=settings.max_events, seed=settings.seed,
+    )  # fmt: skip
+    x_val, y_val = labelled_sample(
+        io.read_matrix(signal_val, features), io.read_matrix(background_val, features),
+        max_events=settings.max_events, seed=settings.seed + 1,
+    )  # fmt: skip
+    scaler = fit_scaler(x_train, features, scaling_method)
+    log.info("fitted %s scaling on the %d classifier training events", scaling_method, len(x_train))
+    model, result = train_signal_classifier(
+        (scaler.transform(x_train), y_train), (scaler.transform(x_val), y_val), settings
+    )
+
+    d_sig = predict_proba(model, scaler.transform(_read_stacked(signal_test, features)))
+    d_bkg = predict_proba(model, scaler.transform(_read_stacked(background_test, features)))
+    estimate = auc_delong(d_sig, d_bkg)
+    # per-class rates at D = 1/2, averaged: independent of the hold-out's class mix
+    tpr, tnr = float(np.mean(d_sig >= 0.5)), float(np.mean(d_bkg < 0.5))
+    accuracy = 0.5 * (tpr + tnr)
+    accuracy_err = 0.5 * math.hypot(
+        math.sqrt(tpr * (1 - tpr) / len(d_sig)), math.sqrt(tnr * (1 - tnr) / len(d_bkg))
+    )
+    log.info(
+        "signal classifier on the hold-out: AUC %.4f ± %.4f, balanced accuracy %.4f",
+        estimate.auc, estimate.std, accuracy,
+    )  # fmt: skip
+    rows = [
+        {"metric": "auc", "value": estimate.auc, "error": estimate.std},
+        {"metric": "balanced_accuracy", "value": accuracy, "error": accuracy_err},
+        {"metric": "n_train", "value": len(y_train), "error": 0},
+        {"metric": "n_val", "value": len(y_val), "error": 0},
+        {"metric": "n_test_signal", "value": len(d_sig), "error": 0},
+        {"metric": "n_test_background", "value": len(d_bkg), "error": 0},
+    ]  # fmt: skip
+    scaler.save(scaler_out)
+    save_classifier(
+        model_out, model, settings, features=features,
+        metadata={"auc": estimate.auc, "best_epoch": result.best_epoch,
+                  "val_loss": result.best_val_loss, "scaling": scaling_method},
+    )  # fmt: skip
+    io.write_tsv(metrics_out, rows, ["metric", "value", "error"])
+    write_history(history_out, result.history)
+    plot_history(result.history, loss_plot, title="signal classifier", ylabel="binary cross-entropy")
+    plot_roc(
+        roc_curve(d_sig, d_bkg), roc_plot, auc=estimate.auc, auc_err=estimate.std,
+        gen_label="signal vs background (hold-out)", positive="signal", negative="background",
+    )  # fmt: skip
+
+
+def score_and_cut_job(
+    *,
+    model: PathLike,
+    scaler: PathLike,
+    events: PathLike,
+    cut: float,
+    scores_out: PathLike,
+    counts_out: PathLike,
+    chunk_size: int = 1_000_000,
+    device: str = "auto",
+) -> SelectionCounts:
+    """Score every event of ``events`` (friend tree ``scores_out``); write the counts as JSON."""
+    classifier, info = load_classifier(model, resolve_device(device))
+    scaler_obj = load_scaler(scaler)
+    if list(scaler_obj.features) != list(info["features"]):
+        raise ValueError(
+            f"{scaler} scales {list(scaler_obj.features)} but {model} expects {info['features']}"
+        )
+    counts = score_file(classifier, scaler_obj, events, scores_out, cut=cut, chunk_size=chunk_size)
+    io.write_json(counts_out, {"events": str(events), **counts.as_dict()})
+    return counts

@@ -8,7 +8,10 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+# FLOWSIM_CONFIG names another base configuration to use instead of config/config.yaml. It is the
+# way to replace (not merge into) the default on a cluster: Snakemake 9.27 does not pass
+# --replace-workflow-config on to cluster jobs, but the environment travels with them.
+configfile: os.environ.get("FLOWSIM_CONFIG") or os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "workflow/rules/common.smk"
@@ -17,6 +20,12 @@ include: "workflow/rules/flows.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/summary.smk"
+
+
+# Trivial jobs run where Snakemake runs, never on a cluster node.
+localrules:
+    all,
+    summary,
 
 
 rule all:

@@ -12,17 +12,26 @@ SNAKEFILE = ROOT / "Snakefile"
 TINY_CONFIG = ROOT / "tests" / "configs" / "tiny.yaml"
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path,
+    *args: str,
+    check: bool = True,
+    timeout: float = 900,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
     """``snakemake -s Snakefile --directory workdir ARGS``; output captured, raises on failure.
 
     Config files given in ``args`` replace the default configuration (unset keys take the
-    schema's defaults), so a test sees exactly the runs its own file declares.
+    schema's defaults), so a test sees exactly the runs its own file declares. ``env`` adds
+    environment variables. The timeout kills Snakemake (SIGKILL), which also ends a run stuck
+    polling a cluster.
     """
     cmd = [
         sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir),
         "--cores", "2", "--replace-workflow-config", *args,
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # the HTCondor executor plugin warns on every call without an HTCondor configuration
+    env = {"CONDOR_CONFIG": "/dev/null", **os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and result.returncode != 0:
         raise AssertionError(

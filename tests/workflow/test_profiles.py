@@ -1,0 +1,83 @@
+"""The execution profiles: each dry-runs the paper configuration and resolves honest resources.
+
+No Slurm or HTCondor is needed for a dry run (the real Slurm run is in ``test_slurm.py``); the
+resolved ``resources:`` of every job are what the executor would submit.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from tests.workflow.runner import ROOT, snakemake
+
+PAPER = ROOT / "config" / "paper.yaml"
+PROFILES = ROOT / "workflow" / "profiles"
+GPU_RULES = {"train_flow", "sample_flow", "train_classifier", "score_and_cut"}
+
+
+def _resources_by_rule(output: str) -> dict[str, list[dict[str, str]]]:
+    """Rule name -> the resolved resources of each of its jobs, from a dry run's job listing."""
+    jobs: dict[str, list[dict[str, str]]] = {}
+    for block in re.split(r"\n(?=\[.*\]\n(?:local)?rule )", output):
+        rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
+        resources = re.search(r"^\s+resources: (.*)$", block, re.M)
+        if rule and resources:
+            pairs = dict(item.split("=", 1) for item in resources.group(1).split(", "))
+            jobs.setdefault(rule.group(1), []).append(pairs)
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def dry_runs(tmp_path_factory) -> dict[str, dict[str, list[dict[str, str]]]]:
+    """Profile name -> resolved resources of the paper configuration's jobs."""
+    runs = {}
+    for profile in ("local", "slurm", "htcondor"):
+        workdir = tmp_path_factory.mktemp(profile)
+        result = snakemake(workdir, "--configfile", str(PAPER), "--profile", str(PROFILES / profile), "-n")
+        runs[profile] = _resources_by_rule(result.stdout + result.stderr)
+    return runs
+
+
+def test_every_profile_is_valid_yaml_with_its_executor():
+    executors = {"local": None, "slurm": "slurm", "htcondor": "htcondor"}
+    for name, executor in executors.items():
+        profile = yaml.safe_load((PROFILES / name / "config.yaml").read_text())
+        assert profile.get("executor") == executor
+
+
+@pytest.mark.parametrize("profile", ["local", "slurm", "htcondor"])
+def test_every_job_has_runtime_and_memory_and_gpu_jobs_ask_for_one(dry_runs, profile):
+    jobs = dry_runs[profile]
+    assert GPU_RULES <= set(jobs) and "lumi_scan" in jobs
+    for rule, resources in jobs.items():
+        if rule == "all":  # a local rule without work
+            continue
+        for res in resources:
+            assert "runtime" in res and "mem_mb" in res, (rule, res)
+            assert res.get("gpu") == ("1" if rule in GPU_RULES else None), (rule, res)
+
+
+def test_local_profile_limits_gpu_jobs_by_the_gpu_resource():
+    profile = yaml.safe_load((PROFILES / "local" / "config.yaml").read_text())
+    assert "gpu=1" in profile["resources"]
+
+
+def test_htcondor_profile_states_the_submit_resources_the_plugin_reads(dry_runs):
+    for rule, resources in dry_runs["htcondor"].items():
+        if rule == "all":
+            continue
+        for res in resources:
+            assert re.fullmatch(r"\d+GB", res["request_memory"]), (rule, res)
+            assert re.fullmatch(r"\d+GB", res["request_disk"]), (rule, res)
+            assert res.get("request_gpus") == ("1" if rule in GPU_RULES else None), (rule, res)
+
+
+def test_cpu_runs_ask_for_no_gpu(tmp_path):
+    """The default configuration (device auto) must not hold GPUs it may not use."""
+    result = snakemake(tmp_path, "--profile", str(PROFILES / "slurm"), "-n")
+    jobs = _resources_by_rule(result.stdout + result.stderr)
+    assert "train_flow" in jobs
+    assert all(res.get("gpu", "0") == "0" for resources in jobs.values() for res in resources)

@@ -25,7 +25,7 @@ def check_config(config: Mapping[str, Any]) -> None:
 
 def _check_analysis(config: Mapping[str, Any]) -> None:
     """The analysis settings must be consistent and fit only observables the events have."""
-    from flowsim.analysis.config import SCORE, AnalysisConfig
+    from flowsim.analysis.config import SCORE, AnalysisConfig, alpha_label
     from flowsim.analysis.signal_classifier import ClassifierSettings
 
     section = config.get("analysis", {})
@@ -37,7 +37,7 @@ def _check_analysis(config: Mapping[str, Any]) -> None:
                 f"not a feature of the events; use '{SCORE}' or one of {list(config['features'])}",
             )
     # alphas name files (lumi_scan_score_alpha0.01.tsv): each must print as itself, once
-    labels = [f"{alpha:g}" for alpha in analysis.alphas]
+    labels = [alpha_label(alpha) for alpha in analysis.alphas]
     for alpha, label in zip(analysis.alphas, labels):
         if float(label) != alpha:
             raise ConfigError("analysis.alphas", f"{alpha!r} needs more than 6 significant digits")

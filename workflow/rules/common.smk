@@ -5,6 +5,7 @@ import re
 
 from snakemake.utils import validate
 
+from flowsim.analysis.config import alpha_label
 from flowsim.config import ConfigError, check_config
 from flowsim.runs import training_settings
 
@@ -30,7 +31,7 @@ RUNS = list(config["flows"])
 # samples the classifier scores (signal hold-out; background test_a for the Asimov data and
 # test_b for the MC reference prediction).
 OBSERVABLES = list(config["analysis"]["observables"])
-ALPHAS = [f"{alpha:g}" for alpha in config["analysis"]["alphas"]]
+ALPHAS = [alpha_label(alpha) for alpha in config["analysis"]["alphas"]]
 MC_SCORED = ["sig_test_a", "sig_test_b", "bkg_test_a", "bkg_test_b"]
 
 
@@ -79,17 +80,22 @@ def classifier_uses_gpu():
     return int(str(device).startswith("cuda"))
 
 
+def sample_events(sample):
+    """The events file of a sample: an MC split (e.g. bkg_test_a) or a run's generated events."""
+    if sample in SPLIT_FILES:
+        return SPLIT_FILES[sample]
+    return f"results/flows/{sample}/generated.root"
+
+
+def score_tree(sample):
+    """The score friend tree of a sample (see sample_events)."""
+    source = "mc" if sample in SPLIT_FILES else "generated"
+    return f"results/analysis/scores/{source}/{sample}.root"
+
+
 def scored(*samples):
     """(events file, score friend tree) pairs: MC split names or run names (generated events)."""
-    pairs = []
-    for sample in samples:
-        if sample in SPLIT_FILES:
-            pairs.append((SPLIT_FILES[sample], f"results/analysis/scores/mc/{sample}.root"))
-        else:
-            pairs.append(
-                (f"results/flows/{sample}/generated.root", f"results/analysis/scores/generated/{sample}.root")
-            )
-    return pairs
+    return [(sample_events(s), score_tree(s)) for s in samples]
 
 
 def scan_tables(run):
@@ -100,10 +106,11 @@ def scan_tables(run):
 
 
 def scored_events(wildcards):
-    """The events file behind a score file: an MC split or a run's generated sample."""
-    if wildcards.source == "mc":
-        return SPLIT_FILES[wildcards.sample]
-    return f"results/flows/{wildcards.sample}/generated.root"
+    """The events file behind a score file (input function of score_and_cut)."""
+    wanted = f"results/analysis/scores/{wildcards.source}/{wildcards.sample}.root"
+    if score_tree(wildcards.sample) != wanted:
+        raise WorkflowError(f"{wanted}: no such sample; its scores are {score_tree(wildcards.sample)}")
+    return sample_events(wildcards.sample)
 
 
 def scan_plot(name, caption, figure):

@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from flowsim.analysis.templates import uniform_edges
 from flowsim.errors import ConfigError
 
-__all__ = ["SCORE", "AnalysisConfig"]
+__all__ = ["SCORE", "AnalysisConfig", "alpha_label"]
 
 #: Name of the classifier-score observable; its range defaults to (cut, 1).
 SCORE = "score"
@@ -34,6 +35,11 @@ _KEYS = {
 #: Keys of the ``analysis`` section that belong to other stages (the signal classifier's).
 _OTHER_STAGES = {"classifier"}
 _EMPTY_BINS = ("merge", "raise")
+
+
+def alpha_label(alpha: float) -> str:
+    """How a signal fraction appears in wildcards and file names: ``0.01`` -> ``"0.01"``."""
+    return f"{alpha:g}"
 
 
 def _positive(key: str, value: Any) -> float:
@@ -173,7 +179,7 @@ class AnalysisConfig:
             known = sorted(self.observables)
             raise ValueError(f"unknown observable {observable!r}; configured: {known}")
         low, high = self.observables[observable]
-        return np.linspace(low, high, self.n_bins + 1)
+        return uniform_edges(low, high, self.n_bins)
 
     def lumis(self) -> np.ndarray:
         """The luminosity grid in fb⁻¹: ``n`` log-spaced values from min to max (inclusive)."""

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from flowsim.analysis.config import AnalysisConfig
+from flowsim.analysis.config import AnalysisConfig, alpha_label
 from flowsim.analysis.results import PointResult
 from flowsim.analysis.selection import (
     SampleFiles, read_scores, read_selected, read_selected_events,
@@ -102,16 +102,14 @@ def lumi_scan_job(
     from flowsim.plots.analysis import plot_mu_hat, plot_pvalues, plot_upper_limits, scan_title
 
     config = AnalysisConfig.from_mapping(section)
-    matching = [a for a in config.alphas if f"{a:g}" == f"{alpha:g}"]
-    if not matching:
-        raise ValueError(
-            f"alpha {alpha:g} is not one of analysis.alphas {[f'{a:g}' for a in config.alphas]}"
-        )
+    labels = [alpha_label(a) for a in config.alphas]
+    if alpha_label(alpha) not in labels:
+        raise ValueError(f"alpha {alpha_label(alpha)} is not one of analysis.alphas {labels}")
     if observable not in config.observables:
         raise ValueError(
             f"observable {observable!r} is not one of analysis.observables {list(config.observables)}"
         )
-    config = dataclasses.replace(config, alphas=(matching[0],))
+    config = dataclasses.replace(config, alphas=(config.alphas[labels.index(alpha_label(alpha))],))
     signal_t = _template(signal, observable, config, "MC signal")
     data_t = _template(data_background, observable, config, "MC background test_a (data)")
     predictions = {

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flowsim.analysis.config import AnalysisConfig
+from flowsim.analysis.config import AnalysisConfig, alpha_label
 from flowsim.analysis.inference import AsymptoticCalculator
 from flowsim.analysis.likelihood import BinnedLikelihood, FitError, Profile
 from flowsim.analysis.model import CHANNEL, build_workspace, channel_yields, write_workspace
@@ -282,7 +282,7 @@ def read_scan_tsv(path: str | os.PathLike[str]) -> list[PointResult]:
 
 def workspace_name(scan: ScanResult, lumi_fb: float) -> str:
     """File name of one point's workspace, e.g. ``score_alpha0.01_mc_L10.json``."""
-    return f"{scan.observable}_alpha{scan.alpha:g}_{scan.background}_L{lumi_fb:.6g}.json"
+    return f"{scan.observable}_alpha{alpha_label(scan.alpha)}_{scan.background}_L{lumi_fb:.6g}.json"
 
 
 def write_workspaces(directory: str | os.PathLike[str], scan: ScanResult) -> list[Path]:

@@ -26,6 +26,7 @@ include: "workflow/rules/summary.smk"
 localrules:
     all,
     summary,
+    study,
 
 
 rule all:

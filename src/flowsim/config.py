@@ -20,7 +20,21 @@ def check_config(config: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` for the first cross-key inconsistency found."""
     _check_data(config)
     _check_flows(config)
+    _check_studies(config)
     _check_analysis(config)
+
+
+def _check_studies(config: Mapping[str, Any]) -> None:
+    """Each study must expand into runs that pass the checks of ordinary runs."""
+    from flowsim.studies import parse_studies, study_runs
+
+    studies = parse_studies(config)
+    for name, study in studies.items():
+        runs = study_runs(config, {name: study})
+        try:
+            _check_flows({**config, "flows": runs})
+        except ConfigError as exc:
+            raise ConfigError(f"studies.{name}", f"{exc}") from None
 
 
 def _check_analysis(config: Mapping[str, Any]) -> None:
@@ -47,7 +61,8 @@ def _check_analysis(config: Mapping[str, Any]) -> None:
 
 
 def _check_flows(config: Mapping[str, Any]) -> None:
-    """Each run's architecture must build: known hyperparameters with valid values."""
+    """Each run's architecture must build: known hyperparameters with valid values, valid
+    training settings and training size."""
     from flowsim.flows.registry import build_flow, hyperparameters
     from flowsim.runs import run_spec
 

@@ -2,7 +2,8 @@
 
 A run's training settings are the :class:`~flowsim.training.TrainConfig` defaults, updated by
 the shared ``training`` section, updated by the run's own ``training`` section; its number of
-generated events is the run's ``n_generated`` or the shared ``sampling.n_generated``.
+generated events is the run's ``n_generated`` or the shared ``sampling.n_generated``; its
+``train_events`` (default: all) caps the background training split, for training-size studies.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class RunSpec:
     params: dict[str, Any]
     training: TrainConfig
     n_generated: int | str
+    train_events: int | None = None
 
 
 def training_settings(config: Mapping[str, Any], run: str) -> dict[str, Any]:
@@ -45,7 +47,14 @@ def run_spec(config: Mapping[str, Any], run: str) -> RunSpec:
     except ValueError as exc:
         raise ConfigError(f"flows.{run}.training", str(exc)) from None
     n_generated = entry.get("n_generated", config.get("sampling", {}).get("n_generated", "1x"))
-    return RunSpec(run, entry["model"], dict(entry.get("params", {})), training, n_generated)
+    train_events = entry.get("train_events")
+    if train_events is not None and not _is_positive_int(train_events):
+        raise ConfigError(
+            f"flows.{run}.train_events", f"expected a positive integer or null, got {train_events!r}"
+        )
+    return RunSpec(
+        run, entry["model"], dict(entry.get("params", {})), training, n_generated, train_events
+    )
 
 
 def n_generated_events(n_generated: int | str, n_reference: int) -> int:
@@ -55,3 +64,7 @@ def n_generated_events(n_generated: int | str, n_reference: int) -> int:
     if isinstance(n_generated, str) and n_generated.endswith("x"):
         return max(1, math.ceil(float(n_generated[:-1]) * n_reference))
     raise ConfigError("n_generated", f"expected an integer or 'Nx', got {n_generated!r}")
+
+
+def _is_positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1

@@ -1,4 +1,4 @@
-"""The summary table: one row per flow run, from training to the analysis.
+"""The summary tables: one row per flow run, from training to the analysis; one per study point.
 
 Columns: the run and its model, the validation NLL and best epoch, the C2ST AUC with its error
 and the MC-vs-MC null, the mean per-feature distances with their MC baselines, the sampling speed,
@@ -8,6 +8,7 @@ shift of the ML expected limit (see :func:`flowsim.analysis.results.largest_devi
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,8 +19,17 @@ import torch
 from flowsim import io
 from flowsim.analysis.results import PointResult, largest_deviations
 from flowsim.metrics.distances import METRICS
+from flowsim.studies import (
+    STUDY_SUMMARY_COLUMNS,
+    Study,
+    plot_positions,
+    summarise_points,
+    value_label,
+)
 
-__all__ = ["SUMMARY_COLUMNS", "summary_job"]
+__all__ = ["STUDY_POINT_COLUMNS", "SUMMARY_COLUMNS", "run_row", "study_job", "summary_job"]
+
+log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
 
@@ -28,6 +38,13 @@ SUMMARY_COLUMNS = (
     "c2st_auc_null_err",
     *[f"{m}_{kind}" for m in METRICS for kind in ("mean", "baseline")],
     "us_per_event", "max_mu_pull", "max_mu_pull_at", "max_ul_shift", "max_ul_shift_at",
+)  # fmt: skip
+#: Columns of a study's points table: the study's coordinates, then the run's figures.
+STUDY_POINT_COLUMNS = (
+    "study", "run", "base", "model", "scan", "value", "x", "seed", "n_train", "val_nll",
+    "best_epoch", "epochs_run", "train_seconds", "c2st_auc", "c2st_auc_err", "c2st_auc_null",
+    "c2st_auc_null_err", *[f"{m}_{kind}" for m in METRICS for kind in ("mean", "baseline")],
+    "us_per_event",
 )  # fmt: skip
 
 
@@ -50,37 +67,93 @@ def _analysis_columns(scans: Sequence[PathLike]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def run_row(run: str, files: Mapping[str, PathLike]) -> dict[str, Any]:
+    """A run's training, C2ST, distance and sampling figures (every summary column but the
+    analysis ones), plus ``n_train``, ``epochs_run`` and ``train_seconds``.
+
+    ``files``: the run's ``model``, ``history``, ``c2st``, ``distances`` and ``sampling``.
+    """
+    info = torch.load(files["model"], map_location="cpu", weights_only=True)
+    history = io.read_tsv(files["history"])
+    c2st = {row["metric"]: row for row in io.read_tsv(files["c2st"])}
+    distances = {(r["feature"], r["metric"]): r for r in io.read_tsv(files["distances"])}
+    timing = io.read_tsv(files["sampling"])[0]
+    row: dict[str, Any] = {
+        "run": run,
+        "model": info["model"],
+        "val_nll": info["metadata"]["val_nll"],
+        "best_epoch": info["metadata"]["best_epoch"],
+        "epochs_run": info["metadata"]["epochs_run"],
+        # models written before training-size studies existed do not record it
+        "n_train": info["metadata"].get("n_train", float("nan")),
+        "train_seconds": sum(float(epoch["seconds"]) for epoch in history),
+        "c2st_auc": float(c2st["auc"]["value"]),
+        "c2st_auc_err": float(c2st["auc"]["error"]),
+        "c2st_auc_null": float(c2st["auc_null"]["value"]),
+        "c2st_auc_null_err": float(c2st["auc_null"]["error"]),
+        "us_per_event": float(timing["us_per_event"]),
+    }
+    for metric in METRICS:
+        mean = distances[("mean", metric)]
+        row[f"{metric}_mean"] = float(mean["value"])
+        row[f"{metric}_baseline"] = float(mean["baseline"])
+    return row
+
+
 def summary_job(runs: Mapping[str, Mapping[str, PathLike]], out: PathLike) -> list[dict[str, Any]]:
     """One row per run: validation NLL, C2ST AUC ± error and null, mean distances, sampling speed,
     and the analysis: the largest |μ̂ − 1|/σ of the ML background and the largest shift of its
     expected limit from the MC reference, in units of the MC ±1σ band (see
     :func:`flowsim.analysis.scan.largest_deviations`), each with where it occurs.
 
-    ``runs`` maps a run name to its files: ``model``, ``c2st``, ``distances``, ``sampling`` and
-    ``scans`` (the run's luminosity-scan TSVs; may be empty).
+    ``runs`` maps a run name to its files: those of :func:`run_row` and ``scans`` (the run's
+    luminosity-scan TSVs; may be empty).
     """
     table = []
     for run, files in runs.items():
-        info = torch.load(files["model"], map_location="cpu", weights_only=True)
-        c2st = {row["metric"]: row for row in io.read_tsv(files["c2st"])}
-        distances = {(r["feature"], r["metric"]): r for r in io.read_tsv(files["distances"])}
-        timing = io.read_tsv(files["sampling"])[0]
-        row: dict[str, Any] = {
-            "run": run,
-            "model": info["model"],
-            "val_nll": info["metadata"]["val_nll"],
-            "best_epoch": info["metadata"]["best_epoch"],
-            "c2st_auc": float(c2st["auc"]["value"]),
-            "c2st_auc_err": float(c2st["auc"]["error"]),
-            "c2st_auc_null": float(c2st["auc_null"]["value"]),
-            "c2st_auc_null_err": float(c2st["auc_null"]["error"]),
-            "us_per_event": float(timing["us_per_event"]),
-        }
-        for metric in METRICS:
-            mean = distances[("mean", metric)]
-            row[f"{metric}_mean"] = float(mean["value"])
-            row[f"{metric}_baseline"] = float(mean["baseline"])
+        row = run_row(run, files)
         row.update(_analysis_columns(files.get("scans", [])))
         table.append(row)
     io.write_tsv(out, table, SUMMARY_COLUMNS)
     return table
+
+
+def study_job(
+    study: Study,
+    runs: Mapping[str, Mapping[str, PathLike]],
+    *,
+    points_out: PathLike,
+    summary_out: PathLike,
+    curves_plot: PathLike,
+    val_nll_plot: PathLike,
+    c2st_plot: PathLike,
+) -> list[dict[str, Any]]:
+    """Collect a study: one row per point (run), mean ± std over seeds per (base, value), and
+    the plots: validation loss per epoch of every point, and the final validation NLL and the
+    C2ST AUC against the scanned value with the spread over seeds as error bars.
+
+    ``runs`` maps each point's run to its files, as for :func:`run_row`.
+    """
+    from flowsim.plots.studies import plot_study_curves, plot_study_metric
+
+    rows = {point.run: run_row(point.run, runs[point.run]) for point in study.points}
+    x = plot_positions(study, {run: row["n_train"] for run, row in rows.items()})
+    points = []
+    for point in study.points:
+        points.append({
+            "study": study.name, "base": point.base, "scan": study.scan,
+            "value": value_label(point.value), "x": x[point.run], "seed": point.seed,
+            **rows[point.run],
+        })  # fmt: skip
+        log.info(
+            "study %s: %s val NLL %.4f, C2ST AUC %.4f ± %.4f", study.name, point.run,
+            points[-1]["val_nll"], points[-1]["c2st_auc"], points[-1]["c2st_auc_err"],
+        )  # fmt: skip
+    summary = summarise_points(points)
+    histories = {point.run: io.read_tsv(runs[point.run]["history"]) for point in study.points}
+    plot_study_curves(study, histories, curves_plot)
+    plot_study_metric(summary, "val_nll", val_nll_plot, ylabel="best validation NLL [nats/event]")
+    plot_study_metric(summary, "c2st_auc", c2st_plot, ylabel="C2ST AUC (generated vs MC)")
+    io.write_tsv(points_out, points, STUDY_POINT_COLUMNS)
+    io.write_tsv(summary_out, summary, STUDY_SUMMARY_COLUMNS)
+    return points

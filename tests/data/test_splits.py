@@ -7,7 +7,9 @@ import pytest
 
 from flowsim import io
 from flowsim.data.higgs import COLUMNS, FEATURE_COLUMNS
-from flowsim.data.splits import CLASSES, SPLITS, SplitFractions, split_indices, split_sizes, write_splits
+from flowsim.data.splits import (
+    CLASSES, SPLITS, SplitFractions, nested_subset, split_indices, split_sizes, write_splits,
+)  # fmt: skip
 from tests.higgs_files import write_csv
 
 
@@ -108,3 +110,29 @@ def test_too_few_events_for_a_split_is_an_error(tmp_path, higgs_rows):
         write_splits(source, _outputs(tmp_path), tmp_path / "m.json", seed=3, fractions=SplitFractions())
     # the background files written before the failure are gone too
     assert sorted(p.name for p in tmp_path.iterdir()) == ["h.csv"]
+
+
+def test_nested_subsets_grow_by_adding_rows():
+    sizes = [10, 100, 400, 1000]
+    subsets = [set(nested_subset(1000, k, seed=3).tolist()) for k in sizes]
+    assert [len(s) for s in subsets] == sizes
+    for smaller, larger in zip(subsets, subsets[1:]):
+        assert smaller < larger
+    assert subsets[-1] == set(range(1000))
+    assert set(nested_subset(1000, 100, seed=4).tolist()) != subsets[1]
+
+
+def test_nested_subset_is_uniform():
+    # each row is kept with probability k/n: over many seeds, the first and last halves of the
+    # rows are drawn equally often (binomial, 20k draws: 5 sigma = 0.018)
+    counts = np.zeros(100)
+    for seed in range(1000):
+        counts[nested_subset(100, 20, seed=seed)] += 1
+    first, last = counts[:50].sum(), counts[50:].sum()
+    assert abs(first / (first + last) - 0.5) < 0.018
+
+
+@pytest.mark.parametrize("keep", [0, 101])
+def test_nested_subset_refuses_impossible_sizes(keep):
+    with pytest.raises(ValueError, match=f"cannot keep {keep} of 100 rows"):
+        nested_subset(100, keep, seed=0)

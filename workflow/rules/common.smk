@@ -2,12 +2,14 @@
 
 import os
 import re
+from dataclasses import asdict
 
 from snakemake.utils import validate
 
 from flowsim.analysis.config import alpha_label
 from flowsim.config import ConfigError, check_config
 from flowsim.runs import training_settings
+from flowsim.studies import parse_studies, study_runs
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -26,7 +28,12 @@ SPLIT_FILES = {
     f"{cls}_{split}": f"results/data/{cls}_{split}.root" for cls in CLASSES for split in SPLITS
 }
 HIGGS_DOWNLOAD = "resources/higgs/HIGGS.csv.gz"
+# The runs of `flows` go through the analysis and the summary; the runs that studies expand
+# into are trained, sampled and evaluated like them and collected per study instead.
 RUNS = list(config["flows"])
+STUDIES = parse_studies(config)
+config["flows"].update(study_runs(config, STUDIES))
+ALL_RUNS = list(config["flows"])
 # The analysis: fitted observables, signal fractions as they appear in file names, and the MC
 # samples the classifier scores (signal hold-out; background test_a for the Asimov data and
 # test_b for the MC reference prediction).
@@ -41,11 +48,12 @@ def _one_of(names):
 
 
 wildcard_constraints:
-    run=_one_of(RUNS),
+    run=_one_of(ALL_RUNS),
     obs=_one_of(OBSERVABLES),
     alpha=_one_of(ALPHAS),
     source="mc|generated",
     sample=_one_of(MC_SCORED + RUNS),
+    study=_one_of(STUDIES),
 
 
 def canonical(value):
@@ -98,6 +106,28 @@ def scored(*samples):
     return [(sample_events(s), score_tree(s)) for s in samples]
 
 
+def run_files(run):
+    """The files of a run that the summary and study tables read (see flowsim.summary.run_row)."""
+    return {
+        "model": f"results/flows/{run}/model.pt",
+        "history": f"results/flows/{run}/history.tsv",
+        "sampling": f"results/flows/{run}/sampling.tsv",
+        "c2st": f"results/eval/{run}/c2st.tsv",
+        "distances": f"results/eval/{run}/distances.tsv",
+    }
+
+
+def study_plot(name, caption, figure):
+    """A report-registered plot of a study."""
+    return report(
+        f"results/studies/{{study}}/{name}.png",
+        category="Studies",
+        subcategory="{study}",
+        caption=f"../report/{caption}",
+        labels={"study": "{study}", "figure": figure},
+    )
+
+
 def scan_tables(run):
     """The luminosity-scan TSVs of one run: every observable and signal fraction."""
     return expand(
@@ -134,4 +164,5 @@ def final_outputs():
         "results/analysis/classifier/model.pt",
         *expand("results/analysis/{run}/scores.png", run=RUNS),
         *(["results/summary/runs.tsv"] if RUNS else []),
+        *expand("results/studies/{study}/summary.tsv", study=STUDIES),
     ]

@@ -20,6 +20,7 @@ rule train_flow:
         model=lambda wc: config["flows"][wc.run]["model"],
         flow_params=lambda wc: canonical(config["flows"][wc.run].get("params", {})),
         training=lambda wc: canonical(training_settings(config, wc.run)),
+        train_events=lambda wc: config["flows"][wc.run].get("train_events"),
         checkpoint=lambda wc: f"results/flows/{wc.run}/checkpoint.pt",
     log:
         "results/logs/train_flow/{run}.log",

@@ -1,12 +1,10 @@
-# Summary: one row per flow run, from training to the analysis, for the report's first page.
+# Summary: one row per flow run, from training to the analysis, for the report's first page;
+# and per study, one row per point and the study plots.
 
 
 rule summary:
     input:
-        models=expand("results/flows/{run}/model.pt", run=RUNS),
-        c2st=expand("results/eval/{run}/c2st.tsv", run=RUNS),
-        distances=expand("results/eval/{run}/distances.tsv", run=RUNS),
-        sampling=expand("results/flows/{run}/sampling.tsv", run=RUNS),
+        runs=[path for run in RUNS for path in run_files(run).values()],
         scans=[table for run in RUNS for table in scan_tables(run)],
     output:
         report(
@@ -16,8 +14,7 @@ rule summary:
             labels={"table": "runs"},
         ),
     params:
-        runs=RUNS,
-        scans={run: scan_tables(run) for run in RUNS},
+        files={run: {**run_files(run), "scans": scan_tables(run)} for run in RUNS},
     log:
         "results/logs/summary.log",
     benchmark:
@@ -30,3 +27,36 @@ rule summary:
         runtime=5,
     script:
         "../scripts/summary.py"
+
+
+rule study:
+    input:
+        lambda wc: [path for run in STUDIES[wc.study].runs for path in run_files(run).values()],
+    output:
+        points="results/studies/{study}/points.tsv",
+        summary=report(
+            "results/studies/{study}/summary.tsv",
+            category="Studies",
+            subcategory="{study}",
+            caption="../report/study_summary.rst",
+            labels={"study": "{study}", "figure": "table"},
+        ),
+        curves=study_plot("val_loss_curves", "study_curves.rst", "validation loss per epoch"),
+        val_nll=study_plot("val_nll", "study_val_nll.rst", "validation NLL vs scan"),
+        c2st=study_plot("c2st_auc", "study_c2st.rst", "C2ST AUC vs scan"),
+    params:
+        scan=lambda wc: STUDIES[wc.study].scan,
+        points=lambda wc: [canonical(asdict(point)) for point in STUDIES[wc.study].points],
+        files=lambda wc: {run: run_files(run) for run in STUDIES[wc.study].runs},
+    log:
+        "results/logs/study/{study}.log",
+    benchmark:
+        "results/benchmarks/study/{study}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/study.py"

@@ -14,6 +14,7 @@ with job_logging(snakemake.log[0]):
             params=dict(snakemake.params.flow_params),
             training=TrainConfig(**snakemake.params.training),
             n_generated=0,
+            train_events=snakemake.params.train_events,
         ),
         train_events=snakemake.input.train,
         val_events=snakemake.input.val,

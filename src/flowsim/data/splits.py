@@ -31,6 +31,7 @@ __all__ = [
     "CLASSES",
     "SPLITS",
     "SplitFractions",
+    "nested_subset",
     "split_indices",
     "split_sizes",
     "write_splits",
@@ -94,6 +95,18 @@ def split_indices(
     bounds = np.cumsum([0] + [sizes[s] for s in SPLITS])
     # sorted indices keep file order inside a split: faster gathers, reproducible files
     return {s: np.sort(order[bounds[i] : bounds[i + 1]]) for i, s in enumerate(SPLITS)}
+
+
+def nested_subset(n: int, n_keep: int, *, seed: int) -> np.ndarray:
+    """Sorted indices of a uniform random subset of ``n_keep`` of ``n`` rows.
+
+    The subset is the first ``n_keep`` entries of one permutation fixed by ``seed``, so for the
+    same seed a smaller subset is contained in every larger one: a training-size study adds
+    events to a set instead of drawing a new one at each size.
+    """
+    if not 1 <= n_keep <= n:
+        raise ValueError(f"cannot keep {n_keep} of {n} rows; expected 1 <= n_keep <= {n}")
+    return np.sort(np.random.default_rng(seed).permutation(n)[:n_keep])
 
 
 class _Sha256InBackground:

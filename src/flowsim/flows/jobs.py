@@ -11,6 +11,7 @@ import torch
 
 from flowsim import io
 from flowsim.data.scaling import load_scaler
+from flowsim.data.splits import nested_subset
 from flowsim.flows.persist import load_flow, save_flow
 from flowsim.flows.registry import build_flow
 from flowsim.plots.training import plot_history
@@ -33,6 +34,24 @@ def negative_log_likelihood(flow: torch.nn.Module, batch) -> torch.Tensor:
 def _scaled_tensor(path: PathLike, scaler, device: torch.device) -> torch.Tensor:
     x = scaler.transform(io.read_matrix(path, list(scaler.features)))
     return torch.from_numpy(x).to(device)
+
+
+def _training_subset(x_train: torch.Tensor, spec: RunSpec) -> torch.Tensor:
+    """The run's ``train_events`` of the training split, drawn with its training seed.
+
+    Subsets are nested (see :func:`~flowsim.data.splits.nested_subset`): for one seed, the
+    events of a smaller training set are part of every larger one, so a training-size study
+    adds events instead of drawing new ones; over seeds, the spread includes the draw.
+    """
+    n = len(x_train)
+    if spec.train_events > n:
+        raise ValueError(
+            f"run {spec.name}: train_events = {spec.train_events} but the background training "
+            f"split has only {n} events; lower flows.{spec.name}.train_events or use null (all)"
+        )
+    keep = nested_subset(n, spec.train_events, seed=spec.training.seed)
+    log.info("run %s: training on %d of the %d training events", spec.name, len(keep), n)
+    return x_train[torch.from_numpy(keep).to(x_train.device)]
 
 
 def train_flow_job(
@@ -58,6 +77,8 @@ def train_flow_job(
     scaler = load_scaler(scaler_path)
     features = list(scaler.features)
     x_train = _scaled_tensor(train_events, scaler, device)
+    if spec.train_events is not None:
+        x_train = _training_subset(x_train, spec)
     x_val = _scaled_tensor(val_events, scaler, device)
     log.info(
         "run %s: %s %s on %d features, %d training / %d validation events, device %s",
@@ -93,6 +114,7 @@ def train_flow_job(
             "best_epoch": result.best_epoch,
             "val_nll": result.best_val_loss,
             "epochs_run": result.epochs_run,
+            "n_train": len(x_train),
             "training": asdict(spec.training),
         },
     )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from scipy import stats
 import pytest
 
-from flowsim.metrics.c2st import C2STSettings, classifier_two_sample_test
+from flowsim.metrics.c2st import C2STSettings, classifier_two_sample_test, tree_two_sample_test
 
 SETTINGS = C2STSettings(
     hidden=32, residual_blocks=1, dropout=0.0,
@@ -59,3 +62,29 @@ def test_bad_settings_and_inputs_are_named():
         C2STSettings.from_mapping({"epochs": 3})
     with pytest.raises(ValueError, match="must be \\(n, D\\) alike"):
         classifier_two_sample_test(np.zeros((10, 2)), np.zeros((10, 3)))
+
+
+def test_tree_c2st_of_one_distribution_is_one_half():
+    rng = np.random.default_rng(1)
+    result = tree_two_sample_test(rng.normal(size=(4000, 3)), rng.normal(size=(4000, 3)), seed=1)
+    assert abs(result.auc - 0.5) < 4 * result.std
+
+
+def test_tree_c2st_reaches_the_bayes_auc_of_shifted_gaussians():
+    # the best possible classifier of N(0, 1) vs N(1, 1) has AUC Φ(1/√2)
+    rng = np.random.default_rng(2)
+    result = tree_two_sample_test(rng.normal(0, 1, (8000, 1)), rng.normal(1, 1, (8000, 1)), seed=2)
+    bayes = stats.norm.cdf(1 / math.sqrt(2))
+    assert result.auc == pytest.approx(bayes, abs=4 * result.std + 0.01)
+    assert result.auc < bayes + 4 * result.std
+
+
+def test_tree_c2st_of_an_exactly_reweighted_candidate_is_one_half():
+    # candidate N(0, 1) weighted by N(x; 0.5, 1)/N(x; 0, 1) is the reference N(0.5, 1)
+    rng = np.random.default_rng(3)
+    reference, candidate = rng.normal(0.5, 1, (8000, 1)), rng.normal(0, 1, (8000, 1))
+    weights = np.exp(0.5 * candidate[:, 0] - 0.125)
+    unweighted = tree_two_sample_test(reference, candidate, seed=3)
+    weighted = tree_two_sample_test(reference, candidate, candidate_weights=weights, seed=3)
+    assert unweighted.auc > 0.6
+    assert abs(weighted.auc - 0.5) < 4 * weighted.std

@@ -346,3 +346,14 @@ def test_distance_table_bad_inputs(samples):
         D.distance_table(test_a, generated, test_b, ["a", "a", "c"])
     with pytest.raises(ValueError, match="test_a has no events"):
         D.distance_table(test_a[:0], generated, test_b, FEATURES)
+
+
+def test_ks_distance_is_scipys_statistic_and_weights_act_as_copies():
+    ks_distance = D.ks_distance
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(0, 1, 700), np.round(rng.normal(0.2, 1.1, 500), 1)  # ties in y
+    assert ks_distance(x, y) == pytest.approx(stats.ks_2samp(x, y).statistic, abs=1e-12)
+    copies = rng.integers(0, 4, y.size)
+    assert ks_distance(x, y, copies) == pytest.approx(ks_distance(x, np.repeat(y, copies)), abs=1e-12)
+    with pytest.raises(ValueError, match="one per y value"):
+        ks_distance(x, y, np.ones(3))

@@ -150,3 +150,44 @@ def test_density_ratio_and_clipping_count():
 def test_bad_inputs_raise(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_weighted_auc_vs_sklearn_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    pos = rng.integers(0, 8, 300).astype(float)
+    neg = rng.integers(-2, 6, 200).astype(float)
+    w, v = rng.exponential(1.0, 300), rng.exponential(1.0, 200)
+    expected = skm.roc_auc_score(*_labelled(pos, neg), sample_weight=np.r_[w, v])
+    assert R.weighted_auc(pos, neg, w, v).auc == pytest.approx(expected, rel=1e-12)
+
+
+def test_weighted_auc_with_unit_weights_is_delong():
+    rng = np.random.default_rng(3)
+    pos, neg = rng.normal(0.5, 1, 400), rng.normal(0, 1, 300)
+    weighted, delong = R.weighted_auc(pos, neg), R.auc_delong(pos, neg)
+    assert weighted.auc == pytest.approx(delong.auc, rel=1e-12)
+    assert weighted.std == pytest.approx(delong.std, rel=0.01)  # 1/m instead of 1/(m - 1)
+    assert (weighted.n_pos, weighted.n_neg) == (400, 300)
+
+
+def test_weighted_auc_std_covers_importance_weighted_experiments():
+    # positives drawn from N(0, 1) and weighted to N(0.4, 1): the weighted AUC estimates the
+    # AUC of N(0.4, 1) vs N(0, 1), and its error must cover the spread of repeated experiments
+    rng = np.random.default_rng(9)
+    truth = stats.norm.cdf(0.4 / math.sqrt(2))
+    pulls = []
+    for _ in range(300):
+        x = rng.normal(0.0, 1.0, 400)
+        weights = np.exp(0.4 * x - 0.08)  # N(x; 0.4, 1) / N(x; 0, 1)
+        est = R.weighted_auc(x, rng.normal(0.0, 1.0, 300), weights)
+        pulls.append((est.auc - truth) / est.std)
+    assert np.std(pulls) == pytest.approx(1.0, abs=0.15)
+    assert abs(np.mean(pulls)) < 0.25
+
+
+def test_weighted_auc_refuses_bad_weights():
+    with pytest.raises(ValueError, match="weights_pos has 2 values for 3 scores"):
+        R.weighted_auc([1.0, 2.0, 3.0], [0.0, 1.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="weights_neg must be non-negative"):
+        R.weighted_auc([1.0, 2.0], [0.0, 1.0], None, [1.0, -1.0])

@@ -84,6 +84,7 @@ __all__ = [
     "feature_distances",
     "hellinger_distance",
     "kl_divergence",
+    "ks_distance",
     "read_distances_tsv",
     "reference_binning",
     "sample_distances",
@@ -304,6 +305,24 @@ def _wasserstein_sorted(xs: np.ndarray, ys: np.ndarray) -> float:
     k = np.arange(1, n + m + 1)
     diff_cdf = n_x / n - (k - n_x) / m
     return float(np.sum(np.abs(diff_cdf[:-1]) * np.diff(zs)))
+
+
+def ks_distance(x: np.ndarray, y: np.ndarray, weights_y: np.ndarray | None = None) -> float:
+    """Kolmogorov–Smirnov distance sup_t |F_x(t) − F_y(t)| of two 1-D samples, ``y`` optionally
+    weighted (F_y is then the weighted empirical CDF): the largest gap in cumulative fraction."""
+    x = np.sort(np.asarray(x, dtype=np.float64))
+    y = np.asarray(y, dtype=np.float64)
+    w = np.ones(y.size) if weights_y is None else np.asarray(weights_y, dtype=np.float64)
+    if x.size == 0 or y.size == 0 or w.shape != y.shape or (w < 0).any() or not w.sum() > 0:
+        raise ValueError("ks_distance needs non-empty samples and non-negative weights, one per y value")
+    order = np.argsort(y, kind="stable")
+    y, cdf_y = y[order], np.cumsum(w[order]) / w.sum()
+    # both CDFs are right-continuous steps that jump only at sample values: compare them there
+    t = np.concatenate([x, y])
+    f_x = np.searchsorted(x, t, side="right") / x.size
+    at = np.searchsorted(y, t, side="right")
+    f_y = np.where(at > 0, cdf_y[np.maximum(at - 1, 0)], 0.0)
+    return float(np.abs(f_x - f_y).max())
 
 
 def wasserstein_1d(x: np.ndarray, y: np.ndarray) -> float:

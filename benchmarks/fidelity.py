@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Fidelity on real HIGGS: the default runs against zuko's flows, judged by two C2STs.
+
+Protocol (issue "Fidelity on real HIGGS"): ``--rows`` rows of a HIGGS-layout file from
+``--first-row`` on (default: the first 60,000 of ``../shared/data/higgs-sample.csv.gz``),
+background only, the paper's split (seed 42: 40% train, 10% val, 25% test_a, 25% test_b),
+Gauss-rank scaling fitted on train, the 18 default features. Every run of
+``config/config.yaml`` and the zuko 1.6 peers (MAF with 5 transforms of 128×2; NSF
+autoregressive and coupling with 8 bins) are trained with the project's trainer and the default
+config's training settings (early stopping on val), once per ``--seeds``; each then generates
+as many events as test_a. Printed per model, mean ± std over seeds:
+
+* the best validation NLL (nats/event, scaled space);
+* the project's C2ST (MLP, ``c2st`` section of the config) of test_a vs generated, and its null
+  test_a vs test_b;
+* the tree C2ST (scikit-learn gradient boosting, data units; ``tree_two_sample_test``) and its
+  null;
+* the largest per-feature KS distance to test_a, and sampling µs/event;
+
+and, with more than one seed, the same C2STs of the equal-weight ensemble of the seeds' models.
+
+With ``--reweight`` a second generated sample and test_b train the classifier reweighting of
+``flowsim.reweighting``; the tree C2ST and the KS distance of the *first* sample are then also
+shown weighted (never instead of the unweighted numbers).
+
+    python benchmarks/fidelity.py [--rows 60000] [--first-row 0] [--seeds 1 2 3] [--reweight]
+        [--models glow maf zuko_maf ...] [--max-epochs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from flowsim.data.higgs import FEATURE_COLUMNS
+from flowsim.data.reader import read_higgs
+from flowsim.data.scaling import fit_scaler
+from flowsim.data.splits import SplitFractions, split_indices
+from flowsim.flows import build_flow
+from flowsim.flows.jobs import negative_log_likelihood
+from flowsim.metrics.c2st import C2STSettings, classifier_two_sample_test, tree_two_sample_test
+from flowsim.metrics.distances import ks_distance
+from flowsim.reweighting import ReweightSettings, density_ratio_weights, effective_size, fit_reweighter
+from flowsim.training import TrainConfig, configure_torch, train
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+FEATURES = list(CONFIG["features"])
+PEERS = ("zuko_maf", "zuko_nsf", "zuko_nsf_coupling")
+
+
+class ZukoFlow(torch.nn.Module):
+    """A zuko flow behind flowsim's interface: ``forward`` is log p(x), ``sample(n, generator)``."""
+
+    def __init__(self, flow: torch.nn.Module) -> None:
+        super().__init__()
+        self.flow = flow
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.flow().log_prob(x)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        if generator is not None:  # zuko draws from the global generator
+            torch.manual_seed(int(torch.randint(2**31, (1,), generator=generator)))
+        return self.flow().sample((n,))
+
+
+def build_model(name: str) -> torch.nn.Module:
+    """A default run of config/config.yaml by name, or one of the zuko peers."""
+    d = len(FEATURES)
+    if name in CONFIG["flows"]:
+        entry = CONFIG["flows"][name]
+        return build_flow(entry["model"], d, **entry.get("params", {}))
+    import zuko
+
+    hidden = [128, 128]
+    if name == "zuko_maf":
+        return ZukoFlow(zuko.flows.MAF(d, transforms=5, hidden_features=hidden))
+    if name == "zuko_nsf":
+        return ZukoFlow(zuko.flows.NSF(d, transforms=5, bins=8, hidden_features=hidden))
+    if name == "zuko_nsf_coupling":
+        return ZukoFlow(zuko.flows.NSF(d, transforms=5, bins=8, hidden_features=hidden, passes=2))
+    raise SystemExit(f"unknown model {name!r}; runs: {list(CONFIG['flows'])}, peers: {list(PEERS)}")
+
+
+def training_config(name: str, seed: int, max_epochs: int | None) -> TrainConfig:
+    settings = {**CONFIG["training"], **CONFIG["flows"].get(name, {}).get("training", {}), "seed": seed}
+    if max_epochs:
+        settings["max_epochs"] = max_epochs
+    settings["device"] = "cpu" if settings["device"] == "auto" and not torch.cuda.is_available() else settings["device"]
+    return TrainConfig(**settings)
+
+
+def background_splits(path: str, first_row: int, rows: int) -> dict[str, np.ndarray]:
+    sample = read_higgs(path, max_rows=first_row + rows)
+    # read_higgs splits by class; recover the rows' order within the background by class only
+    columns = [FEATURE_COLUMNS.index(f) for f in FEATURES]
+    n_bkg_before = _background_rows_before(path, first_row) if first_row else 0
+    bkg = sample.background[n_bkg_before:][:, columns]
+    parts = split_indices(len(bkg), seed=42, label=0, fractions=SplitFractions())
+    return {name: bkg[index] for name, index in parts.items()}
+
+
+def _background_rows_before(path: str, first_row: int) -> int:
+    return len(read_higgs(path, max_rows=first_row).background)
+
+
+def sample_flow(flow: torch.nn.Module, n: int, seed: int) -> tuple[np.ndarray, float]:
+    """n events in the scaled space (non-finite rows dropped, counted) and µs/event."""
+    generator = torch.Generator().manual_seed(seed)
+    flow.eval()
+    start = time.perf_counter()
+    with torch.no_grad():
+        z = flow.sample(n, generator=generator).double().numpy()
+    us = 1e6 * (time.perf_counter() - start) / n
+    finite = np.isfinite(z).all(axis=1)
+    if not finite.all():
+        print(f"    {np.count_nonzero(~finite)} non-finite generated events dropped")
+    return z[finite], us
+
+
+def max_ks(reference: np.ndarray, candidate: np.ndarray, weights: np.ndarray | None = None) -> float:
+    return max(ks_distance(reference[:, j], candidate[:, j], weights) for j in range(reference.shape[1]))
+
+
+def evaluate_model(name: str, seed: int, data: dict, scaler, options) -> dict[str, float]:
+    scaled = {k: scaler.transform(v).astype(np.float32) for k, v in data.items()}
+    torch.manual_seed(seed)
+    flow = build_model(name)
+    config = training_config(name, seed, options.max_epochs)
+    start = time.perf_counter()
+    result = train(
+        flow, negative_log_likelihood, (torch.from_numpy(scaled["train"]),),
+        (torch.from_numpy(scaled["val"]),), config, name=f"{name} s{seed}",
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    z, us = sample_flow(flow, len(data["test_a"]), seed)
+    generated = scaler.inverse(z.astype(np.float32))
+    c2st = classifier_two_sample_test(
+        scaled["test_a"], scaler.transform(generated).astype(np.float32),
+        settings=C2STSettings.from_mapping({k: v for k, v in CONFIG["c2st"].items() if k != "seed"}),
+        seed=seed, name=f"c2st {name}",
+    )  # fmt: skip
+    tree = tree_two_sample_test(data["test_a"], generated, seed=seed)
+    row = {
+        "val_nll": result.best_val_loss, "c2st": c2st.auc, "c2st_err": c2st.auc_err,
+        "tree": tree.auc, "tree_err": tree.std, "ks": max_ks(data["test_a"], generated),
+        "us": us, "train_s": seconds, "epochs": result.epochs_run,
+    }  # fmt: skip
+    if options.reweight:
+        z2, _ = sample_flow(flow, len(data["test_b"]), seed + 1000)
+        reweighter = fit_reweighter(scaled["test_b"], z2.astype(np.float32), settings=ReweightSettings(), seed=seed)
+        weights, n_clipped = density_ratio_weights(reweighter, scaler.transform(generated).astype(np.float32))
+        weighted = tree_two_sample_test(data["test_a"], generated, candidate_weights=weights, seed=seed)
+        row.update({
+            "tree_w": weighted.auc, "tree_w_err": weighted.std,
+            "ks_w": max_ks(data["test_a"], generated, weights), "n_eff": effective_size(weights),
+            "clipped": n_clipped,
+        })  # fmt: skip
+    print(f"  {name} seed {seed}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()), flush=True)
+    row["generated"] = generated
+    return row
+
+
+def evaluate_ensemble(name: str, runs: list[dict], data: dict, scaler) -> dict[str, float]:
+    """The equal-weight mixture of the seeds' models: n/k events of each model's sample (each
+    an independent draw) is an exact sample of the mixture density (1/k) Σ p_k."""
+    n = len(data["test_a"])
+    share = n // len(runs)
+    generated = np.concatenate([r["generated"][:share] for r in runs])
+    c2st = classifier_two_sample_test(
+        scaler.transform(data["test_a"]).astype(np.float32), scaler.transform(generated).astype(np.float32),
+        settings=C2STSettings.from_mapping({k: v for k, v in CONFIG["c2st"].items() if k != "seed"}),
+        seed=0, name=f"c2st {name} ensemble",
+    )  # fmt: skip
+    tree = tree_two_sample_test(data["test_a"], generated, seed=0)
+    row = {"c2st": c2st.auc, "tree": tree.auc, "ks": max_ks(data["test_a"], generated)}
+    print(f"  {name} ensemble of {len(runs)}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()), flush=True)
+    return row
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--csv", default=str(ROOT.parent / "shared" / "data" / "higgs-sample.csv.gz"))
+    parser.add_argument("--first-row", type=int, default=0)
+    parser.add_argument("--rows", type=int, default=60_000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--models", nargs="+", default=[*CONFIG["flows"], *PEERS])
+    parser.add_argument("--max-epochs", type=int, default=None)
+    parser.add_argument("--reweight", action="store_true")
+    options = parser.parse_args()
+    configure_torch(2)
+
+    data = background_splits(options.csv, options.first_row, options.rows)
+    print(f"rows {options.first_row}..{options.first_row + options.rows} of {options.csv}: "
+          + ", ".join(f"{k} {len(v)}" for k, v in data.items()), flush=True)  # fmt: skip
+    scaler = fit_scaler(data["train"], FEATURES, "gauss_rank")
+    scaled_a, scaled_b = (scaler.transform(data[k]).astype(np.float32) for k in ("test_a", "test_b"))
+    null_settings = C2STSettings.from_mapping({k: v for k, v in CONFIG["c2st"].items() if k != "seed"})
+    nulls = [classifier_two_sample_test(scaled_a, scaled_b, settings=null_settings, seed=s, name="null").auc
+             for s in options.seeds]  # fmt: skip
+    tree_nulls = [tree_two_sample_test(data["test_a"], data["test_b"], seed=s).auc for s in options.seeds]
+    print(f"null (test_a vs test_b): C2ST {mean_std(nulls)}, tree C2ST {mean_std(tree_nulls)}", flush=True)
+
+    rows, ensembles = {}, {}
+    for name in options.models:
+        rows[name] = [evaluate_model(name, seed, data, scaler, options) for seed in options.seeds]
+        if len(options.seeds) > 1:
+            ensembles[name] = evaluate_ensemble(name, rows[name], data, scaler)
+
+    columns = ["val NLL", "C2ST AUC", "tree C2ST AUC", "max KS", "µs/event", "train s"]
+    keys = ["val_nll", "c2st", "tree", "ks", "us", "train_s"]
+    if options.reweight:
+        columns += ["tree C2ST weighted", "max KS weighted", "n_eff / n", "clipped"]
+        keys += ["tree_w", "ks_w", "n_eff_frac", "clipped"]
+        for name, runs in rows.items():
+            for r in runs:
+                r["n_eff_frac"] = r["n_eff"] / len(data["test_a"])
+    print(f"\n{len(options.seeds)} seed(s); null: C2ST {mean_std(nulls)}, tree C2ST {mean_std(tree_nulls)}")
+    print("| model | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for name, runs in rows.items():
+        cells = [mean_std([r[k] for r in runs]) if k not in ("us", "train_s", "clipped")
+                 else f"{statistics.mean(r[k] for r in runs):.1f}" for k in keys]  # fmt: skip
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+    if ensembles:
+        print(f"\nequal-weight mixture of the {len(options.seeds)} seeds' models (one sample each)")
+        print("| model | C2ST AUC | tree C2ST AUC | max KS |\n|---|---|---|---|")
+        for name, e in ensembles.items():
+            print(f"| {name} ensemble | {e['c2st']:.4f} | {e['tree']:.4f} | {e['ks']:.4f} |")
+    if not math.isfinite(sum(nulls)):
+        raise SystemExit("the null C2ST failed")
+
+
+if __name__ == "__main__":
+    main()

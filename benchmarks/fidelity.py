@@ -24,7 +24,7 @@ With ``--reweight`` a second generated sample and test_b train the classifier re
 shown weighted (never instead of the unweighted numbers).
 
     python benchmarks/fidelity.py [--rows 60000] [--first-row 0] [--seeds 1 2 3] [--reweight]
-        [--models glow maf zuko_maf ...] [--max-epochs N]
+        [--models glow maf zuko_maf ...] [--max-epochs N] [--overlay settings.yaml]
 """
 
 from __future__ import annotations
@@ -127,6 +127,11 @@ def sample_flow(flow: torch.nn.Module, n: int, seed: int) -> tuple[np.ndarray, f
     return z[finite], us
 
 
+def c2st_settings() -> C2STSettings:
+    """The project's C2ST as the workflow runs it (config section ``c2st``; seeds set per call)."""
+    return C2STSettings.from_mapping({k: v for k, v in CONFIG["c2st"].items() if k != "seed"})
+
+
 def max_ks(reference: np.ndarray, candidate: np.ndarray, weights: np.ndarray | None = None) -> float:
     return max(ks_distance(reference[:, j], candidate[:, j], weights) for j in range(reference.shape[1]))
 
@@ -146,7 +151,7 @@ def evaluate_model(name: str, seed: int, data: dict, scaler, options) -> dict[st
     generated = scaler.inverse(z.astype(np.float32))
     c2st = classifier_two_sample_test(
         scaled["test_a"], scaler.transform(generated).astype(np.float32),
-        settings=C2STSettings.from_mapping({k: v for k, v in CONFIG["c2st"].items() if k != "seed"}),
+        settings=c2st_settings(),
         seed=seed, name=f"c2st {name}",
     )  # fmt: skip
     tree = tree_two_sample_test(data["test_a"], generated, seed=seed)
@@ -178,7 +183,7 @@ def evaluate_ensemble(name: str, runs: list[dict], data: dict, scaler) -> dict[s
     generated = np.concatenate([r["generated"][:share] for r in runs])
     c2st = classifier_two_sample_test(
         scaler.transform(data["test_a"]).astype(np.float32), scaler.transform(generated).astype(np.float32),
-        settings=C2STSettings.from_mapping({k: v for k, v in CONFIG["c2st"].items() if k != "seed"}),
+        settings=c2st_settings(),
         seed=0, name=f"c2st {name} ensemble",
     )  # fmt: skip
     tree = tree_two_sample_test(data["test_a"], generated, seed=0)
@@ -199,10 +204,16 @@ def main() -> None:
     parser.add_argument("--first-row", type=int, default=0)
     parser.add_argument("--rows", type=int, default=60_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--models", nargs="+", default=[*CONFIG["flows"], *PEERS])
+    parser.add_argument("--models", nargs="+", default=None, help="default: every run of the config and the peers")
     parser.add_argument("--max-epochs", type=int, default=None)
     parser.add_argument("--reweight", action="store_true")
+    parser.add_argument("--overlay", help="YAML merged over config/config.yaml (flows, training) to try settings")
     options = parser.parse_args()
+    if options.overlay:
+        overlay = yaml.safe_load(Path(options.overlay).read_text())
+        CONFIG["training"].update(overlay.get("training", {}))
+        CONFIG["flows"].update(overlay.get("flows", {}))
+    options.models = options.models or [*CONFIG["flows"], *PEERS]
     configure_torch(2)
 
     data = background_splits(options.csv, options.first_row, options.rows)
@@ -210,8 +221,7 @@ def main() -> None:
           + ", ".join(f"{k} {len(v)}" for k, v in data.items()), flush=True)  # fmt: skip
     scaler = fit_scaler(data["train"], FEATURES, "gauss_rank")
     scaled_a, scaled_b = (scaler.transform(data[k]).astype(np.float32) for k in ("test_a", "test_b"))
-    null_settings = C2STSettings.from_mapping({k: v for k, v in CONFIG["c2st"].items() if k != "seed"})
-    nulls = [classifier_two_sample_test(scaled_a, scaled_b, settings=null_settings, seed=s, name="null").auc
+    nulls = [classifier_two_sample_test(scaled_a, scaled_b, settings=c2st_settings(), seed=s, name="null").auc
              for s in options.seeds]  # fmt: skip
     tree_nulls = [tree_two_sample_test(data["test_a"], data["test_b"], seed=s).auc for s in options.seeds]
     print(f"null (test_a vs test_b): C2ST {mean_std(nulls)}, tree C2ST {mean_std(tree_nulls)}", flush=True)

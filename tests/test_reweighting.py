@@ -61,3 +61,24 @@ def test_bad_settings_are_refused():
         ReweightSettings(max_weight=1.0)
     with pytest.raises(ValueError, match=r"samples must be \(n, F\) alike"):
         fit_reweighter(np.zeros((10, 2)), np.zeros((10, 3)))
+
+
+def test_settings_come_from_the_config_section():
+    settings = ReweightSettings.from_section({"enabled": True, "seed": 3, "max_weight": 5.0, "hidden": 8})
+    assert (settings.max_weight, settings.hidden) == (5.0, 8)
+
+
+def test_weights_of_another_sample_are_refused(tmp_path):
+    from flowsim import io
+    from flowsim.evaluation import eval_weighted_job
+
+    columns = {"a": np.zeros(10), "b": np.ones(10)}
+    io.write_events(tmp_path / "mc.root", columns)
+    io.write_events(tmp_path / "gen.root", columns)
+    io.write_events(tmp_path / "w.root", {"weight": np.ones(9)})
+    with pytest.raises(ValueError, match=r"w.root has 9 weights but .*gen.root has 10 events"):
+        eval_weighted_job(
+            test_a=tmp_path / "mc.root", generated=tmp_path / "gen.root", weights=tmp_path / "w.root",
+            features=["a", "b"], seed=0, table_out=tmp_path / "t.tsv", plot_out=tmp_path / "p.png",
+        )  # fmt: skip
+    assert not (tmp_path / "t.tsv").exists()

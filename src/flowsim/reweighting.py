@@ -20,6 +20,8 @@ to be shown next to the unweighted figure, and its effective size is (Σw)²/Σw
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +31,17 @@ import torch
 from flowsim.classifier import MLPClassifier, balanced_weights, predict_proba, weighted_bce_loss
 from flowsim.training import TrainConfig, resolve_device, train
 
-__all__ = ["ReweightSettings", "density_ratio_weights", "effective_size", "fit_reweighter"]
+__all__ = [
+    "WEIGHT_BRANCH",
+    "ReweightSettings",
+    "density_ratio_weights",
+    "effective_size",
+    "fit_reweighter",
+    "reweight_job",
+]
+
+#: Branch of the weight friend tree (``results/flows/{run}/weights.root``).
+WEIGHT_BRANCH = "weight"
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +62,11 @@ class ReweightSettings:
             raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
         if not self.max_weight > 1.0:
             raise ValueError(f"max_weight must exceed 1, got {self.max_weight}")
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any]) -> ReweightSettings:
+        """From the config section ``reweighting`` (its ``enabled`` and ``seed`` are not settings)."""
+        return cls(**{k: v for k, v in section.items() if k not in ("enabled", "seed")})
 
 
 def fit_reweighter(
@@ -78,14 +95,17 @@ def fit_reweighter(
     return model
 
 
+def _clipped_ratio(model: MLPClassifier, x: np.ndarray, max_weight: float) -> tuple[np.ndarray, int]:
+    d = np.clip(predict_proba(model, x.astype(np.float32)), 0.0, 1.0 - 1e-12)
+    weights = d / (1.0 - d)
+    return np.minimum(weights, max_weight), int(np.count_nonzero(weights > max_weight))
+
+
 def density_ratio_weights(
     model: MLPClassifier, generated: np.ndarray, *, max_weight: float = 10.0
 ) -> tuple[np.ndarray, int]:
     """w = D/(1 − D) for each generated event, clipped at ``max_weight``; (weights, n clipped)."""
-    d = np.clip(predict_proba(model, generated.astype(np.float32)), 0.0, 1.0 - 1e-12)
-    weights = d / (1.0 - d)
-    n_clipped = int(np.count_nonzero(weights > max_weight))
-    weights = np.minimum(weights, max_weight)
+    weights, n_clipped = _clipped_ratio(model, generated, max_weight)
     log.info(
         "reweighting: mean weight %.4f, effective size %.0f of %d, %d weight(s) clipped at %g",
         weights.mean(), effective_size(weights), len(weights), n_clipped, max_weight,
@@ -97,3 +117,69 @@ def effective_size(weights: np.ndarray) -> float:
     """Kish's effective sample size (Σw)²/Σw²."""
     weights = np.asarray(weights, dtype=np.float64)
     return float(weights.sum() ** 2 / np.dot(weights, weights))
+
+
+def reweight_job(
+    *,
+    model_path: str | os.PathLike[str],
+    scaler_path: str | os.PathLike[str],
+    reference_events: str | os.PathLike[str],
+    generated_events: str | os.PathLike[str],
+    section: Mapping[str, Any],
+    weights_out: str | os.PathLike[str],
+    info_out: str | os.PathLike[str],
+    chunk_size: int = 200_000,
+) -> dict[str, Any]:
+    """Weights for every event of a run's generated sample, as a friend tree.
+
+    The classifier separates ``reference_events`` (MC background val: the flow saw it only for
+    early stopping, and the evaluation and the analysis use test_a and test_b) from a *second*
+    sample of the flow of the same size, drawn with the section's seed; the weighted sample is
+    the run's ``generated.root``, which the classifier never saw. Entry i of the friend tree
+    weighs entry i of the sample.
+    """
+    from flowsim import io
+    from flowsim.data.scaling import load_scaler
+    from flowsim.flows.persist import load_flow
+
+    settings = ReweightSettings.from_section(section)
+    seed = int(section.get("seed", 0))
+    device = resolve_device(settings.training.get("device", "auto"))
+    scaler = load_scaler(scaler_path)
+    features = list(scaler.features)
+    flow, _ = load_flow(model_path, device)
+    reference = scaler.transform(io.read_matrix(reference_events, features))
+    with torch.no_grad():
+        second = flow.sample(len(reference), generator=_generator(seed, device)).double().cpu().numpy()
+    finite = np.isfinite(second).all(axis=1)
+    if not finite.all():
+        log.warning("%d of %d events of the second flow sample are non-finite and left out", (~finite).sum(), len(second))
+    log.info("reweighting classifier: %d MC (%s) vs %d flow events", len(reference), reference_events, finite.sum())
+    model = fit_reweighter(reference, second[finite], settings=settings, seed=seed).cpu()
+
+    n_events = n_clipped = 0
+    total = total_sq = 0.0
+    with io.event_writer(weights_out, [WEIGHT_BRANCH]) as writer:
+        for chunk in io.iter_matrix(generated_events, features, step=chunk_size):
+            weights, clipped = _clipped_ratio(model, scaler.transform(chunk), settings.max_weight)
+            writer.extend({WEIGHT_BRANCH: weights})
+            n_events += len(weights)
+            n_clipped += clipped
+            total += float(weights.sum())
+            total_sq += float(np.dot(weights, weights))
+    info = {
+        "reference": str(reference_events), "n_reference": len(reference),
+        "n_flow_sample": int(finite.sum()), "n_events": n_events, "n_clipped": n_clipped,
+        "max_weight": settings.max_weight, "mean_weight": total / max(n_events, 1),
+        "effective_size": total**2 / total_sq if total_sq else 0.0,
+    }  # fmt: skip
+    io.write_json(info_out, info)
+    log.info(
+        "weights of %d events: mean %.4f, effective size %.0f, %d clipped at %g",
+        n_events, info["mean_weight"], info["effective_size"], n_clipped, settings.max_weight,
+    )  # fmt: skip
+    return info
+
+
+def _generator(seed: int, device: torch.device) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)

@@ -15,7 +15,7 @@ from tests.workflow.runner import ROOT, snakemake
 
 PAPER = ROOT / "config" / "paper.yaml"
 PROFILES = ROOT / "workflow" / "profiles"
-GPU_RULES = {"train_flow", "sample_flow", "train_classifier", "score_and_cut"}
+GPU_RULES = {"train_flow", "sample_flow", "train_classifier", "score_and_cut", "reweight"}
 
 
 def _resources_by_rule(output: str) -> dict[str, list[dict[str, str]]]:
@@ -32,11 +32,15 @@ def _resources_by_rule(output: str) -> dict[str, list[dict[str, str]]]:
 
 @pytest.fixture(scope="module")
 def dry_runs(tmp_path_factory) -> dict[str, dict[str, list[dict[str, str]]]]:
-    """Profile name -> resolved resources of the paper configuration's jobs."""
+    """Profile name -> resolved resources of the paper configuration's jobs (optional rules on)."""
     runs = {}
+    optional_on = tmp_path_factory.mktemp("overlay") / "reweighting.yaml"
+    optional_on.write_text("reweighting: {enabled: true}\n")
     for profile in ("local", "slurm", "htcondor"):
         workdir = tmp_path_factory.mktemp(profile)
-        result = snakemake(workdir, "--configfile", str(PAPER), "--profile", str(PROFILES / profile), "-n")
+        result = snakemake(
+            workdir, "--configfile", str(PAPER), str(optional_on), "--profile", str(PROFILES / profile), "-n"
+        )
         runs[profile] = _resources_by_rule(result.stdout + result.stderr)
     return runs
 
@@ -51,7 +55,7 @@ def test_every_profile_is_valid_yaml_with_its_executor():
 @pytest.mark.parametrize("profile", ["local", "slurm", "htcondor"])
 def test_every_job_has_runtime_and_memory_and_gpu_jobs_ask_for_one(dry_runs, profile):
     jobs = dry_runs[profile]
-    assert GPU_RULES <= set(jobs) and "lumi_scan" in jobs
+    assert GPU_RULES <= set(jobs) and {"lumi_scan", "eval_weighted"} <= set(jobs)
     for rule, resources in jobs.items():
         if rule == "all":  # a local rule without work
             continue

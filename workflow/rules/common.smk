@@ -165,4 +165,5 @@ def final_outputs():
         *expand("results/analysis/{run}/scores.png", run=RUNS),
         *(["results/summary/runs.tsv"] if RUNS else []),
         *expand("results/studies/{study}/summary.tsv", study=STUDIES),
+        *(expand("results/eval/{run}/weighted.tsv", run=RUNS) if config["reweighting"]["enabled"] else []),
     ]

@@ -138,3 +138,62 @@ rule c2st:
         runtime=60,
     script:
         "../scripts/c2st.py"
+
+
+# Optional (reweighting.enabled): classifier weights for each run's generated events, and the
+# evaluation of the weighted sample next to the unweighted one.
+rule reweight:
+    input:
+        model=rules.train_flow.output.model,
+        scaler="results/data/scaler.npz",
+        reference=SPLIT_FILES["bkg_val"],
+        generated=rules.sample_flow.output.events,
+    output:
+        weights="results/flows/{run}/weights.root",
+        info="results/flows/{run}/weights.json",
+    params:
+        section=canonical(config["reweighting"]),
+    log:
+        "results/logs/reweight/{run}.log",
+    benchmark:
+        "results/benchmarks/reweight/{run}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=lambda wc: run_uses_gpu(wc.run),
+        mem_mb=lambda wc, input: 2000 + 20 * input.size_mb,
+        runtime=60,
+    script:
+        "../scripts/reweight.py"
+
+
+rule eval_weighted:
+    input:
+        test_a=SPLIT_FILES["bkg_test_a"],
+        generated=rules.sample_flow.output.events,
+        weights=rules.reweight.output.weights,
+    output:
+        table="results/eval/{run}/weighted.tsv",
+        features=report(
+            "results/eval/{run}/features_weighted.png",
+            category="Sample quality",
+            subcategory="{run}",
+            caption="../report/features_weighted.rst",
+            labels={"run": "{run}", "figure": "distributions (weighted)"},
+        ),
+    params:
+        features=config["features"],
+        seed=config["reweighting"]["seed"],
+    log:
+        "results/logs/eval_weighted/{run}.log",
+    benchmark:
+        "results/benchmarks/eval_weighted/{run}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=lambda wc, input: 2000 + 20 * input.size_mb,
+        runtime=30,
+    script:
+        "../scripts/eval_weighted.py"

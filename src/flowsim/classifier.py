@@ -7,12 +7,23 @@ and the loss is the binary cross-entropy ``−[y log D + (1 − y) log(1 − D)]
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MLPClassifier", "balanced_weights", "bce_loss", "predict_proba", "weighted_bce_loss"]
+from flowsim.training import TrainConfig, TrainResult, resolve_device, train
+
+__all__ = [
+    "MLPClassifier",
+    "balanced_weights",
+    "bce_loss",
+    "fit_classifier",
+    "predict_proba",
+    "weighted_bce_loss",
+]
 
 
 class _Block(nn.Module):
@@ -92,6 +103,31 @@ def balanced_weights(y: np.ndarray) -> np.ndarray:
     if n_pos == 0 or n_neg == 0:
         raise ValueError(f"both classes are needed for balanced weights, got {n_pos} and {n_neg}")
     return np.where(y == 1, y.size / (2 * n_pos), y.size / (2 * n_neg)).astype(np.float32)
+
+
+def fit_classifier(
+    fit: Sequence[np.ndarray],
+    val: Sequence[np.ndarray],
+    config: TrainConfig,
+    *,
+    hidden: int,
+    residual_blocks: int,
+    dropout: float,
+    name: str,
+) -> tuple[MLPClassifier, TrainResult]:
+    """Train an :class:`MLPClassifier` with the shared trainer, seeded by ``config.seed``.
+
+    ``fit`` and ``val`` are ``(x, y)`` or ``(x, y, w)`` arrays; with per-event weights ``w`` the
+    loss is :func:`weighted_bce_loss`, else :func:`bce_loss`. Returns the model (best epoch's
+    weights) and the training result.
+    """
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    model = MLPClassifier(fit[0].shape[1], hidden, residual_blocks, dropout).to(device)
+    tensors = lambda arrays: tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)  # noqa: E731
+    loss = weighted_bce_loss if len(fit) == 3 else bce_loss
+    result = train(model, loss, tensors(fit), tensors(val), config, name=name)
+    return model, result
 
 
 @torch.no_grad()

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from flowsim.classifier import MLPClassifier, balanced_weights, predict_proba, weighted_bce_loss
-from flowsim.training import TrainConfig, resolve_device, train
+from flowsim.classifier import MLPClassifier, balanced_weights, fit_classifier, predict_proba
+from flowsim.training import TrainConfig, resolve_device
 
 __all__ = [
     "WEIGHT_BRANCH",
@@ -87,11 +87,10 @@ def fit_reweighter(
     n_val = int(round(settings.val_fraction * len(x)))
     val, fit = order[:n_val], order[n_val:]
     config = TrainConfig(**{"max_epochs": 50, "patience": 5, "lr": 1e-3, "seed": seed, **settings.training})
-    torch.manual_seed(config.seed)
-    model = MLPClassifier(x.shape[1], settings.hidden, settings.residual_blocks, settings.dropout)
-    model = model.to(resolve_device(config.device))
-    tensors = lambda idx: tuple(torch.from_numpy(a[idx]) for a in (x, y, w))  # noqa: E731
-    train(model, weighted_bce_loss, tensors(fit), tensors(val), config, name="reweighter")
+    model, _ = fit_classifier(
+        (x[fit], y[fit], w[fit]), (x[val], y[val], w[val]), config, hidden=settings.hidden,
+        residual_blocks=settings.residual_blocks, dropout=settings.dropout, name="reweighter",
+    )  # fmt: skip
     return model
 
 

@@ -30,12 +30,10 @@ from torch import nn
 
 from flowsim import io
 from flowsim.analysis.selection import SCORE_BRANCH, SelectionCounts
-from flowsim.classifier import (
-    MLPClassifier, balanced_weights, bce_loss, predict_proba, weighted_bce_loss,
-)  # fmt: skip
+from flowsim.classifier import MLPClassifier, balanced_weights, fit_classifier, predict_proba
 from flowsim.data.scaling import Scaler, fit_scaler, load_scaler
 from flowsim.errors import ConfigError
-from flowsim.training import TrainConfig, TrainResult, resolve_device, train, write_history
+from flowsim.training import TrainConfig, TrainResult, resolve_device, write_history
 
 __all__ = [
     "ClassifierSettings",
@@ -146,22 +144,19 @@ def train_signal_classifier(
     :func:`~flowsim.classifier.balanced_weights`.
     """
     config = settings.train_config()
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
-    model = MLPClassifier(
-        train_xy[0].shape[1], settings.hidden, settings.residual_blocks, settings.dropout
-    ).to(device)
-    def tensors(xy: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, ...]:
-        arrays = (*xy, balanced_weights(xy[1])) if settings.balance_classes else xy
-        return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
 
-    loss = weighted_bce_loss if settings.balance_classes else bce_loss
+    def weighted(xy: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, ...]:
+        return (*xy, balanced_weights(xy[1])) if settings.balance_classes else xy
+
     log.info(
         "%s: %d training / %d validation events (signal fraction %.3f / %.3f), device %s",
-        name, len(train_xy[1]), len(val_xy[1]), train_xy[1].mean(), val_xy[1].mean(), device,
+        name, len(train_xy[1]), len(val_xy[1]), train_xy[1].mean(), val_xy[1].mean(),
+        resolve_device(config.device),
     )  # fmt: skip
-    history = train(model, loss, tensors(train_xy), tensors(val_xy), config, name=name)
-    return model, history
+    return fit_classifier(
+        weighted(train_xy), weighted(val_xy), config, hidden=settings.hidden,
+        residual_blocks=settings.residual_blocks, dropout=settings.dropout, name=name,
+    )
 
 
 def save_classifier(

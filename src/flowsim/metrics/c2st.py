@@ -23,13 +23,12 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
-import torch
 
-from flowsim.classifier import MLPClassifier, bce_loss, predict_proba
+from flowsim.classifier import fit_classifier, predict_proba
 from flowsim.metrics.roc import (
     AucEstimate, RocCurve, accuracy_at_threshold, auc_delong, roc_curve, weighted_auc,
 )  # fmt: skip
-from flowsim.training import TrainConfig, TrainResult, resolve_device, train
+from flowsim.training import TrainConfig, TrainResult
 
 __all__ = ["C2STResult", "C2STSettings", "classifier_two_sample_test", "tree_two_sample_test"]
 
@@ -115,11 +114,10 @@ def classifier_two_sample_test(
         raise ValueError(f"{name}: too few events for a two-sample test ({n} per sample)")
 
     config = TrainConfig(**{"max_epochs": 50, "patience": 5, "lr": 1e-3, "seed": seed, **settings.training})
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
-    model = MLPClassifier(x.shape[1], settings.hidden, settings.residual_blocks, settings.dropout).to(device)
-    tensors = lambda idx: (torch.from_numpy(x[idx]), torch.from_numpy(y[idx]))  # noqa: E731
-    history = train(model, bce_loss, tensors(fit), tensors(val), config, name=name)
+    model, history = fit_classifier(
+        (x[fit], y[fit]), (x[val], y[val]), config, hidden=settings.hidden,
+        residual_blocks=settings.residual_blocks, dropout=settings.dropout, name=name,
+    )  # fmt: skip
 
     d = predict_proba(model, x[test])
     d_ref, d_cand = d[y[test] == 0], d[y[test] == 1]

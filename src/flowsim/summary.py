@@ -14,10 +14,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from flowsim import io
 from flowsim.analysis.results import PointResult, largest_deviations
+from flowsim.flows.persist import read_model_file
 from flowsim.metrics.distances import METRICS
 from flowsim.studies import (
     STUDY_SUMMARY_COLUMNS,
@@ -73,7 +72,7 @@ def run_row(run: str, files: Mapping[str, PathLike]) -> dict[str, Any]:
 
     ``files``: the run's ``model``, ``history``, ``c2st``, ``distances`` and ``sampling``.
     """
-    info = torch.load(files["model"], map_location="cpu", weights_only=True)
+    info = read_model_file(files["model"])
     history = io.read_tsv(files["history"])
     c2st = {row["metric"]: row for row in io.read_tsv(files["c2st"])}
     distances = {(r["feature"], r["metric"]): r for r in io.read_tsv(files["distances"])}

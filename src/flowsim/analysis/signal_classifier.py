@@ -33,6 +33,7 @@ from flowsim.analysis.selection import SCORE_BRANCH, SelectionCounts
 from flowsim.classifier import MLPClassifier, balanced_weights, fit_classifier, predict_proba
 from flowsim.data.scaling import Scaler, fit_scaler, load_scaler
 from flowsim.errors import ConfigError
+from flowsim.flows.persist import read_model_file, save_model_file
 from flowsim.training import TrainConfig, TrainResult, resolve_device, write_history
 
 __all__ = [
@@ -168,27 +169,22 @@ def save_classifier(
     metadata: Mapping[str, Any] | None = None,
 ) -> None:
     """Write the classifier as a plain dict of its architecture and weights, atomically."""
-    payload = {
-        "format_version": FORMAT_VERSION,
-        "model": "mlp_classifier",
-        "features": list(features),
-        "params": {
+    save_model_file(
+        path, model, format_version=FORMAT_VERSION, model="mlp_classifier", features=list(features),
+        params={
             "hidden": settings.hidden,
             "residual_blocks": settings.residual_blocks,
             "dropout": settings.dropout,
         },
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "metadata": dict(metadata or {}),
-    }
-    with io.atomic_output(path, suffix=".pt") as tmp:
-        torch.save(payload, tmp)
+        metadata=dict(metadata or {}),
+    )
 
 
 def load_classifier(
     path: PathLike, device: str | torch.device = "cpu"
 ) -> tuple[MLPClassifier, dict[str, Any]]:
     """Rebuild a classifier written by :func:`save_classifier` (``weights_only=True``), eval mode."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = read_model_file(path)
     if payload.get("format_version") != FORMAT_VERSION or payload.get("model") != "mlp_classifier":
         raise ValueError(
             f"{path}: not a signal-classifier file of format {FORMAT_VERSION} "

@@ -1,9 +1,10 @@
-"""Model files that travel safely: everything needed to rebuild a flow, and nothing to unpickle.
+"""Model files that travel safely: everything needed to rebuild a model, and nothing to unpickle.
 
-A model file is a ``torch.save`` of a plain dict: the family name, the number of features and
-their names, the architecture hyperparameters, the ``state_dict`` and free-form metadata of
-numbers and strings. :func:`load_flow` reads it with ``torch.load(..., weights_only=True)``
-and rebuilds the model through the registry.
+A model file is a ``torch.save`` of a plain dict (:func:`save_model_file`): for a flow, the
+family name, the number of features and their names, the architecture hyperparameters, the
+``state_dict`` and free-form metadata of numbers and strings. :func:`read_model_file` reads any
+such file with ``torch.load(..., weights_only=True)``; :func:`load_flow` rebuilds a flow from it
+through the registry. The signal classifier's files use the same two functions.
 """
 
 from __future__ import annotations
@@ -17,9 +18,21 @@ from torch import nn
 from flowsim.flows.registry import build_flow
 from flowsim.io import atomic_output
 
-__all__ = ["FORMAT_VERSION", "load_flow", "save_flow"]
+__all__ = ["FORMAT_VERSION", "load_flow", "read_model_file", "save_flow", "save_model_file"]
 
 FORMAT_VERSION = 1
+
+
+def save_model_file(path: str | os.PathLike[str], module: nn.Module, **fields: Any) -> None:
+    """Write ``fields`` and ``module``'s ``state_dict`` (on the CPU) as one plain dict, atomically."""
+    payload = {**fields, "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()}}
+    with atomic_output(path, suffix=".pt") as tmp:
+        torch.save(payload, tmp)
+
+
+def read_model_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The plain dict of a model file, on the CPU; never unpickles objects (``weights_only``)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def save_flow(
@@ -32,18 +45,10 @@ def save_flow(
     metadata: dict[str, Any] | None = None,
 ) -> None:
     """Write ``flow`` with what rebuilds it, atomically (tensors moved to the CPU)."""
-    state = {k: v.detach().cpu() for k, v in flow.state_dict().items()}
-    payload = {
-        "format_version": FORMAT_VERSION,
-        "model": model,
-        "n_features": len(features),
-        "features": list(features),
-        "params": dict(params),
-        "state_dict": state,
-        "metadata": dict(metadata or {}),
-    }
-    with atomic_output(path, suffix=".pt") as tmp:
-        torch.save(payload, tmp)
+    save_model_file(
+        path, flow, format_version=FORMAT_VERSION, model=model, n_features=len(features),
+        features=list(features), params=dict(params), metadata=dict(metadata or {}),
+    )  # fmt: skip
 
 
 def load_flow(
@@ -54,7 +59,7 @@ def load_flow(
     Returns the model and the file's dict without the weights (model, features, params,
     metadata). Loading never unpickles objects (``weights_only=True``).
     """
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = read_model_file(path)
     if payload.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"{path}: model file format {payload.get('format_version')!r}, expected {FORMAT_VERSION}"

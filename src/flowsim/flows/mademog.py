@@ -102,7 +102,10 @@ class MADEMOG(DensityModel):
             The log-weights :math:`\log w`, means :math:`\mu` and scales :math:`\sigma`, each of
             shape :math:`(N, D, K)`.
         """
-        logits, mu, raw = self.made(x).chunk(3, dim=-1)
+        return self._mixture(self.made(x))
+
+    def _mixture(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        logits, mu, raw = theta.chunk(3, dim=-1)
         return F.log_softmax(logits, dim=-1), mu, F.elu(raw) + (1.0 + self.min_scale)
 
     def log_prob(self, x: Tensor) -> Tensor:
@@ -115,18 +118,18 @@ class MADEMOG(DensityModel):
     def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
         ref = self._reference()
         shape, like = (n, self.n_features), dict(device=ref.device, dtype=ref.dtype)
-        # The noise is drawn once: re-evaluating every dimension on each pass then changes only
-        # the dimensions whose parents changed, and after D passes all are exact.
+        # All the noise is drawn up front, so the events do not depend on how the loop is cut.
         eps = torch.randn(shape, generator=generator, **like)
         v = torch.rand(shape, generator=generator, **like)
-        x = torch.zeros(shape, **like)
-        for _ in range(self.n_features):
-            log_w, mu, sigma = self.conditionals(x)
+
+        def column(d: int, theta: Tensor) -> Tensor:
+            log_w, mu, sigma = self._mixture(theta)
             # Inverse-CDF draw of the component: k = #{j : W_j < v}, W the cumulative weights.
-            k = (log_w.exp().cumsum(dim=-1) < v.unsqueeze(-1)).sum(dim=-1, keepdim=True)
+            k = (log_w.exp().cumsum(dim=-1) < v[:, d : d + 1]).sum(dim=-1, keepdim=True)
             k = k.clamp_max(self.mixtures - 1)
-            x = (mu.gather(-1, k) + sigma.gather(-1, k) * eps.unsqueeze(-1)).squeeze(-1)
-        return x
+            return (mu.gather(-1, k) + sigma.gather(-1, k) * eps[:, d : d + 1]).squeeze(-1)
+
+        return self.made.invert(eps, column)
 
 
 class MAFMADEMOG(DensityModel):

@@ -51,22 +51,20 @@ class MaskedAffineTransform(nn.Module):
         self.scale_bound = check_float("scale_bound", scale_bound, low=0.0, low_open=True)
         self.made = ResidualMADE(n_features, 2, hidden, residual_blocks, activation, dropout)
 
-    def _shift_log_scale(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        mu, raw = self.made(x).unbind(-1)
+    def _shift_log_scale(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        mu, raw = theta.unbind(-1)
         return mu, self.scale_bound * torch.tanh(raw / self.scale_bound)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        mu, alpha = self._shift_log_scale(x)
+        mu, alpha = self._shift_log_scale(self.made(x))
         return (x - mu) * (-alpha).exp(), -alpha.sum(dim=-1)
 
     def inverse(self, u: Tensor) -> Tensor:
-        # After pass i the variables of degree <= i are exact; all are updated at once because
-        # indexing one column per pass would cost as much and break for non-natural orders.
-        x = torch.zeros_like(u)
-        for _ in range(u.shape[-1]):
-            mu, alpha = self._shift_log_scale(x)
-            x = u * alpha.exp() + mu
-        return x
+        def column(d: int, theta: Tensor) -> Tensor:
+            mu, alpha = self._shift_log_scale(theta)
+            return u[:, d] * alpha.exp() + mu
+
+        return self.made.invert(u, column)
 
 
 def maf_transforms(

@@ -56,22 +56,17 @@ class MaskedRQSTransform(nn.Module):
             n_features, 3 * bins - 1, hidden, residual_blocks, activation, dropout
         )
 
-    def _spline(self, z: Tensor, x: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
-        theta = self.made(x)
+    def _spline(self, z: Tensor, theta: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         K = self.bins
         w, h, d = theta[..., :K], theta[..., K : 2 * K], theta[..., 2 * K :]
         return rational_quadratic_spline(z, w, h, d, inverse=inverse, bound=self.tail_bound)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        u, ladj = self._spline(x, x, inverse=False)
+        u, ladj = self._spline(x, self.made(x), inverse=False)
         return u, ladj.sum(dim=-1)
 
     def inverse(self, u: Tensor) -> Tensor:
-        # Pass i makes the variables of degree <= i exact (see MaskedAffineTransform.inverse).
-        x = torch.zeros_like(u)
-        for _ in range(u.shape[-1]):
-            x, _ = self._spline(u, x, inverse=True)
-        return x
+        return self.made.invert(u, lambda d, theta: self._spline(u[:, d], theta, inverse=True)[0])
 
 
 class RQS(Flow):

@@ -82,10 +82,16 @@ def higgs_csv():
     return HIGGS_DOWNLOAD
 
 
+def section_uses_gpu(section):
+    """1 when a classifier section (``analysis.classifier``, ``c2st``) sets ``training.device``
+    to CUDA, else 0. ``auto`` asks for none: it takes a GPU only where one is visible anyway."""
+    device = section.get("training", {}).get("device", "auto")
+    return int(str(device).startswith("cuda"))
+
+
 def classifier_uses_gpu():
     """1 when the signal classifier is set to train on CUDA, else 0."""
-    device = config["analysis"]["classifier"].get("training", {}).get("device", "auto")
-    return int(str(device).startswith("cuda"))
+    return section_uses_gpu(config["analysis"]["classifier"])
 
 
 def sample_events(sample):

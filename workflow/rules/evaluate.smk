@@ -73,6 +73,7 @@ rule c2st_null:
         "../../envs/torch.yaml"
     threads: 2
     resources:
+        gpu=section_uses_gpu(config["c2st"]),
         mem_mb=lambda wc, input: 2000 + 20 * input.size_mb,
         runtime=60,
     script:
@@ -134,6 +135,7 @@ rule c2st:
         "../../envs/torch.yaml"
     threads: 2
     resources:
+        gpu=section_uses_gpu(config["c2st"]),
         mem_mb=lambda wc, input: 2000 + 20 * input.size_mb,
         runtime=60,
     script:

@@ -25,6 +25,11 @@ shown weighted (never instead of the unweighted numbers).
 
     python benchmarks/fidelity.py [--rows 60000] [--first-row 0] [--seeds 1 2 3] [--reweight]
         [--models glow maf zuko_maf ...] [--max-epochs N] [--overlay settings.yaml]
+        [--device auto|cpu|cuda] [--threads 2] [--csv FILE]
+
+Overlays tried so far: ``fidelity-long-training.yaml`` and ``fidelity-dropout.yaml`` (CPU),
+``fidelity-gpu.yaml`` (GPU-sized runs on all rows: ``--rows 218291``; its ``peers:`` key
+resizes the zuko peers). Results and commands: ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ from flowsim.flows.jobs import negative_log_likelihood
 from flowsim.metrics.c2st import C2STSettings, classifier_two_sample_test, tree_two_sample_test
 from flowsim.metrics.distances import ks_distance
 from flowsim.reweighting import ReweightSettings, density_ratio_weights, effective_size, fit_reweighter
-from flowsim.training import TrainConfig, configure_torch, train
+from flowsim.training import TrainConfig, configure_torch, resolve_device, train
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
@@ -69,8 +74,12 @@ class ZukoFlow(torch.nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         if generator is not None:  # zuko draws from the global generator
-            torch.manual_seed(int(torch.randint(2**31, (1,), generator=generator)))
+            torch.manual_seed(int(torch.randint(2**31, (1,), generator=generator, device=generator.device)))
         return self.flow().sample((n,))
+
+
+#: the peers' sizes (the issue's: 5 transforms of 128×2, 8 bins); an overlay's ``peers:`` changes them
+PEER_SIZE = {"transforms": 5, "hidden": [128, 128], "bins": 8}
 
 
 def build_model(name: str) -> torch.nn.Module:
@@ -81,21 +90,21 @@ def build_model(name: str) -> torch.nn.Module:
         return build_flow(entry["model"], d, **entry.get("params", {}))
     import zuko
 
-    hidden = [128, 128]
+    size = {"transforms": PEER_SIZE["transforms"], "hidden_features": list(PEER_SIZE["hidden"])}
     if name == "zuko_maf":
-        return ZukoFlow(zuko.flows.MAF(d, transforms=5, hidden_features=hidden))
+        return ZukoFlow(zuko.flows.MAF(d, **size))
     if name == "zuko_nsf":
-        return ZukoFlow(zuko.flows.NSF(d, transforms=5, bins=8, hidden_features=hidden))
+        return ZukoFlow(zuko.flows.NSF(d, bins=PEER_SIZE["bins"], **size))
     if name == "zuko_nsf_coupling":
-        return ZukoFlow(zuko.flows.NSF(d, transforms=5, bins=8, hidden_features=hidden, passes=2))
+        return ZukoFlow(zuko.flows.NSF(d, bins=PEER_SIZE["bins"], passes=2, **size))
     raise SystemExit(f"unknown model {name!r}; runs: {list(CONFIG['flows'])}, peers: {list(PEERS)}")
 
 
-def training_config(name: str, seed: int, max_epochs: int | None) -> TrainConfig:
+def training_config(name: str, seed: int, options) -> TrainConfig:
     settings = {**CONFIG["training"], **CONFIG["flows"].get(name, {}).get("training", {}), "seed": seed}
-    if max_epochs:
-        settings["max_epochs"] = max_epochs
-    settings["device"] = "cpu" if settings["device"] == "auto" and not torch.cuda.is_available() else settings["device"]
+    if options.max_epochs:
+        settings["max_epochs"] = options.max_epochs
+    settings["device"] = str(options.device)
     return TrainConfig(**settings)
 
 
@@ -115,21 +124,27 @@ def _background_rows_before(path: str, first_row: int) -> int:
 
 def sample_flow(flow: torch.nn.Module, n: int, seed: int) -> tuple[np.ndarray, float]:
     """n events in the scaled space (non-finite rows dropped, counted) and µs/event."""
-    generator = torch.Generator().manual_seed(seed)
+    device = next(flow.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
     flow.eval()
     start = time.perf_counter()
     with torch.no_grad():
-        z = flow.sample(n, generator=generator).double().numpy()
-    us = 1e6 * (time.perf_counter() - start) / n
+        z = flow.sample(n, generator=generator)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        us = 1e6 * (time.perf_counter() - start) / n
+        z = z.double().cpu().numpy()
     finite = np.isfinite(z).all(axis=1)
     if not finite.all():
         print(f"    {np.count_nonzero(~finite)} non-finite generated events dropped")
     return z[finite], us
 
 
-def c2st_settings() -> C2STSettings:
+def c2st_settings(device: torch.device) -> C2STSettings:
     """The project's C2ST as the workflow runs it (config section ``c2st``; seeds set per call)."""
-    return C2STSettings.from_mapping({k: v for k, v in CONFIG["c2st"].items() if k != "seed"})
+    section = {k: v for k, v in CONFIG["c2st"].items() if k != "seed"}
+    section["training"] = {**section.get("training", {}), "device": str(device)}
+    return C2STSettings.from_mapping(section)
 
 
 def max_ks(reference: np.ndarray, candidate: np.ndarray, weights: np.ndarray | None = None) -> float:
@@ -139,8 +154,8 @@ def max_ks(reference: np.ndarray, candidate: np.ndarray, weights: np.ndarray | N
 def evaluate_model(name: str, seed: int, data: dict, scaler, options) -> dict[str, float]:
     scaled = {k: scaler.transform(v).astype(np.float32) for k, v in data.items()}
     torch.manual_seed(seed)
-    flow = build_model(name)
-    config = training_config(name, seed, options.max_epochs)
+    flow = build_model(name).to(options.device)
+    config = training_config(name, seed, options)
     start = time.perf_counter()
     result = train(
         flow, negative_log_likelihood, (torch.from_numpy(scaled["train"]),),
@@ -151,7 +166,7 @@ def evaluate_model(name: str, seed: int, data: dict, scaler, options) -> dict[st
     generated = scaler.inverse(z.astype(np.float32))
     c2st = classifier_two_sample_test(
         scaled["test_a"], scaler.transform(generated).astype(np.float32),
-        settings=c2st_settings(),
+        settings=c2st_settings(options.device),
         seed=seed, name=f"c2st {name}",
     )  # fmt: skip
     tree = tree_two_sample_test(data["test_a"], generated, seed=seed)
@@ -175,7 +190,7 @@ def evaluate_model(name: str, seed: int, data: dict, scaler, options) -> dict[st
     return row
 
 
-def evaluate_ensemble(name: str, runs: list[dict], data: dict, scaler) -> dict[str, float]:
+def evaluate_ensemble(name: str, runs: list[dict], data: dict, scaler, device: torch.device) -> dict[str, float]:
     """The equal-weight mixture of the seeds' models: n/k events of each model's sample (each
     an independent draw) is an exact sample of the mixture density (1/k) Σ p_k."""
     n = len(data["test_a"])
@@ -183,7 +198,7 @@ def evaluate_ensemble(name: str, runs: list[dict], data: dict, scaler) -> dict[s
     generated = np.concatenate([r["generated"][:share] for r in runs])
     c2st = classifier_two_sample_test(
         scaler.transform(data["test_a"]).astype(np.float32), scaler.transform(generated).astype(np.float32),
-        settings=c2st_settings(),
+        settings=c2st_settings(device),
         seed=0, name=f"c2st {name} ensemble",
     )  # fmt: skip
     tree = tree_two_sample_test(data["test_a"], generated, seed=0)
@@ -207,21 +222,29 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=None, help="default: every run of the config and the peers")
     parser.add_argument("--max-epochs", type=int, default=None)
     parser.add_argument("--reweight", action="store_true")
-    parser.add_argument("--overlay", help="YAML merged over config/config.yaml (flows, training) to try settings")
+    parser.add_argument("--overlay", help="YAML merged over config/config.yaml (flows, training, peers) to try settings")
+    parser.add_argument("--device", default="auto", help="training and C2ST device (auto: CUDA when present)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     options = parser.parse_args()
     if options.overlay:
         overlay = yaml.safe_load(Path(options.overlay).read_text())
         CONFIG["training"].update(overlay.get("training", {}))
         CONFIG["flows"].update(overlay.get("flows", {}))
+        PEER_SIZE.update(overlay.get("peers", {}))
     options.models = options.models or [*CONFIG["flows"], *PEERS]
-    configure_torch(2)
+    configure_torch(options.threads)
+    device = options.device = resolve_device(options.device)
+    if device.type == "cuda":  # as the workflow's GPU jobs run
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    print(f"device {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
 
     data = background_splits(options.csv, options.first_row, options.rows)
     print(f"rows {options.first_row}..{options.first_row + options.rows} of {options.csv}: "
           + ", ".join(f"{k} {len(v)}" for k, v in data.items()), flush=True)  # fmt: skip
     scaler = fit_scaler(data["train"], FEATURES, "gauss_rank")
     scaled_a, scaled_b = (scaler.transform(data[k]).astype(np.float32) for k in ("test_a", "test_b"))
-    nulls = [classifier_two_sample_test(scaled_a, scaled_b, settings=c2st_settings(), seed=s, name="null").auc
+    nulls = [classifier_two_sample_test(scaled_a, scaled_b, settings=c2st_settings(options.device), seed=s, name="null").auc
              for s in options.seeds]  # fmt: skip
     tree_nulls = [tree_two_sample_test(data["test_a"], data["test_b"], seed=s).auc for s in options.seeds]
     print(f"null (test_a vs test_b): C2ST {mean_std(nulls)}, tree C2ST {mean_std(tree_nulls)}", flush=True)
@@ -229,8 +252,12 @@ def main() -> None:
     rows, ensembles = {}, {}
     for name in options.models:
         rows[name] = [evaluate_model(name, seed, data, scaler, options) for seed in options.seeds]
+        runs = rows[name]
+        print(f"  {name}: val NLL {mean_std([r['val_nll'] for r in runs])}, "
+              f"tree C2ST {mean_std([r['tree'] for r in runs])}, C2ST {mean_std([r['c2st'] for r in runs])}",
+              flush=True)  # fmt: skip
         if len(options.seeds) > 1:
-            ensembles[name] = evaluate_ensemble(name, rows[name], data, scaler)
+            ensembles[name] = evaluate_ensemble(name, rows[name], data, scaler, options.device)
 
     columns = ["val NLL", "C2ST AUC", "tree C2ST AUC", "max KS", "µs/event", "train s"]
     keys = ["val_nll", "c2st", "tree", "ks", "us", "train_s"]

@@ -6,8 +6,11 @@ on 18 features: training throughput (forward + backward + AdamW step, events/s) 
 and at the best of a few larger batches, and sampling speed (µs/event at a large batch). zuko
 1.6 (a maintained PyTorch flow library; a benchmark-only dependency, ``pip install -e
 .[bench]``) runs its equivalents of maf, rqs and nsf_coupling at the same sizes.
-On a CUDA device also the achieved fraction of the card's peak FLOP/s (training, from the
-parameter count: ~6 FLOP per parameter per event for forward + backward, an estimate).
+On a CUDA device (TF32 matmuls on, as the workflow's GPU jobs run) also the achieved fraction
+of the card's dense TF32 tensor-core peak (training, from the parameter count: ~6 FLOP per
+parameter per event for forward + backward, an estimate), and for the paper-size glow,
+mafmademog and rqs the speed-up of sampling over the paper's Table 2 (RTX 3070). A batch that
+does not fit in the GPU's memory is reported as such and larger ones are skipped.
 
     python benchmarks/flows.py [--device cpu|cuda] [--sizes default paper] [--quick]
 """
@@ -25,8 +28,12 @@ from flowsim.flows import build_flow
 
 ROOT = Path(__file__).resolve().parents[1]
 D = 18
-# dense bf16/tf32 peak is not what fp32 flows use: fp32 (non-tensor-core) peaks, TFLOP/s
-FP32_PEAK_TFLOPS = {"H100": 67.0, "H200": 67.0, "A100": 19.5, "RTX 3070": 20.3}
+# dense TF32 tensor-core peaks (the flows' matmuls run in TF32 on a GPU), TFLOP/s, SXM cards
+TF32_PEAK_TFLOPS = {"H100": 494.7, "H200": 494.7, "A100": 156.0}
+# the paper's Table 2: sampling µs/event of its model-selection flows on an RTX 3070
+PAPER_TABLE2_US = {"glow": 1.33, "mafmademog": 11.1, "rqs": 103.6}
+# sample a smaller batch from very large models (the paper's 255M-parameter MADEMOG)
+LARGE_MODEL_PARAMS = 5e7
 
 
 def flows_of(config_file: str) -> dict[str, tuple[str, dict]]:
@@ -73,6 +80,16 @@ def sample_fn(model):
 
 
 def train_throughput(model, batch: int, device: torch.device, seconds: float) -> float:
+    """Events/s of forward + backward + AdamW step at ``batch``; NaN if it does not fit in memory."""
+    try:
+        return _train_throughput(model, batch, device, seconds)
+    except torch.OutOfMemoryError:
+        model.zero_grad(set_to_none=True)
+        torch.cuda.empty_cache()
+        return float("nan")
+
+
+def _train_throughput(model, batch: int, device: torch.device, seconds: float) -> float:
     log_prob = log_prob_fn(model)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randn(batch, D, device=device)
@@ -113,7 +130,7 @@ def peak_fraction(events_per_s: float, n_params: int, device: torch.device) -> s
     if device.type != "cuda":
         return ""
     name = torch.cuda.get_device_name(device)
-    peak = next((v for k, v in FP32_PEAK_TFLOPS.items() if k in name), None)
+    peak = next((v for k, v in TF32_PEAK_TFLOPS.items() if k in name), None)
     if peak is None:
         return "?"
     return f"{100 * 6 * n_params * events_per_s / (peak * 1e12):.1f}%"
@@ -133,11 +150,11 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
     seconds = 1.0 if args.quick else 3.0
     batches = [1024, 4096, 16384] if device.type == "cpu" else [1024, 8192, 65536]
-    n_sample = 20_000 if device.type == "cpu" else 1_000_000
+    n_sample_default = 20_000 if device.type == "cpu" else 262_144
     print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}\n")  # fmt: skip
     header = (f"{'size':<8} {'model':<27} {'params':>9} {'train ev/s @1024':>17} "
-              f"{'best ev/s (batch)':>22} {'sample µs/ev':>13} {'peak':>6}")  # fmt: skip
+              f"{'best ev/s (batch)':>22} {'sample µs/ev':>13} {'TF32 peak':>9} {'vs paper T2':>11}")  # fmt: skip
     print(header)
     print("-" * len(header))
     for size in args.sizes:
@@ -159,11 +176,17 @@ def main() -> None:
             best, best_batch = at_1024, 1024
             for batch in batches[1:]:
                 rate = train_throughput(model, batch, device, seconds)
+                if rate != rate:  # out of memory: larger batches will not fit either
+                    print(f"    {name}: batch {batch} does not fit in the GPU's memory", flush=True)
+                    break
                 if rate > best:
                     best, best_batch = rate, batch
+            n_sample = n_sample_default if n_params < LARGE_MODEL_PARAMS else n_sample_default // 10
             us = sampling_us(model, n_sample, device, repeat=2 if args.quick else 3)
+            paper = PAPER_TABLE2_US.get(name) if size == "paper" and device.type == "cuda" else None
+            versus = f"{paper / us:.1f}× faster" if paper else ""
             print(f"{size:<8} {name:<27} {n_params:9.2e} {at_1024:17,.0f} "
-                  f"{best:14,.0f} ({best_batch:>5}) {us:13.2f} {peak_fraction(best, n_params, device):>6}",
+                  f"{best:14,.0f} ({best_batch:>5}) {us:13.3f} {peak_fraction(best, n_params, device):>9} {versus:>11}",
                   flush=True)  # fmt: skip
             del model
             if device.type == "cuda":

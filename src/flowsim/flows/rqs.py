@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import torch
+import torch  # noqa: F401  (used by the docstring example)
 import torch.nn as nn
 from torch import Tensor
 

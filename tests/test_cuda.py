@@ -56,8 +56,9 @@ def test_flow_trains_on_cuda_and_its_file_loads_on_the_cpu(model, tmp_path):
     result = train(flow, negative_log_likelihood, (x,), (val,), config, name=model)
     assert next(flow.parameters()).is_cuda
     assert result.history[-1]["val_loss"] < result.history[0]["val_loss"] + 1e-3
-    # the exact NLL of the target is 4.21 nats; an untrained N(0, I) flow costs 4.26 + ...
-    assert result.best_val_loss < 4.6
+    # the target's entropy is ½ log det(2πe Σ) = 3.15 nats and N(0, I) costs 1.5 log 2π + 1.5 =
+    # 4.26, so below 3.6 the flow has learned the correlations (3.17–3.40 after 4 epochs on the CPU)
+    assert result.best_val_loss < 3.6
 
     save_flow(tmp_path / "m.pt", flow, model=model, params=small_params(model), features=FEATURES)
     on_cpu, _ = load_flow(tmp_path / "m.pt", "cpu")

@@ -38,6 +38,7 @@ def test_schema_fills_defaults_of_missing_sections():
         "seed": 42, "ml_fraction": 0.5, "train_fraction": 0.8, "test_a_fraction": 0.5,
     }  # fmt: skip
     assert config["scaling"]["method"] == "gauss_rank"
+    assert config["symmetry"]["flip_signs"] == []
     assert tuple(config["features"]) == DEFAULT_FEATURES
 
 
@@ -79,6 +80,15 @@ def test_path_source_needs_an_existing_csv(tmp_path):
     (tmp_path / "h.txt").write_text("0")
     config["data"]["path"] = str(tmp_path / "h.txt")
     with pytest.raises(ConfigError, match=r"must end in \.csv or \.csv\.gz"):
+        check_config(config)
+
+
+def test_symmetry_flips_only_features():
+    config = default_config()
+    validate(config, SCHEMA)
+    assert config["symmetry"]["flip_signs"] == [f for f in config["features"] if f.endswith("_eta")]
+    config["features"] = [f for f in config["features"] if f != "jet4_eta"]
+    with pytest.raises(ConfigError, match=r"'symmetry.flip_signs': 'jet4_eta' is not among the features"):
         check_config(config)
 
 

@@ -109,3 +109,24 @@ def test_classifier_trains_on_cuda():
     # Bayes AUC of two unit Gaussians 0.7·√3 apart: Φ(0.7·√3/√2) = 0.805
     auc = weighted_auc(score[y[val] == 1], score[y[val] == 0]).auc
     assert auc == pytest.approx(0.805, abs=0.03)
+
+
+def test_sign_flip_symmetry_on_cuda(tmp_path):
+    from flowsim.flows.symmetry import RandomSignFlip, SignFlipMixture, flip_signs
+
+    torch.manual_seed(0)
+    flow = small_flow("rqs").to("cuda")
+    signs = flip_signs(len(FEATURES), [0, 2]).to("cuda")
+    x = torch.from_numpy(correlated_gaussian(2000, 1))
+    val = torch.from_numpy(correlated_gaussian(500, 2)).to("cuda")
+    config = TrainConfig(batch_size=256, max_epochs=2, patience=2, device="cuda", seed=1)
+    train(flow, negative_log_likelihood, (x,), (torch.cat([val, val * signs]),), config, augment=RandomSignFlip(signs))
+    save_flow(tmp_path / "f.pt", flow, model="rqs", params=small_params("rqs"), features=FEATURES, sign_flip=["a", "c"])
+    gpu, _ = load_flow(tmp_path / "f.pt", "cuda")
+    cpu, _ = load_flow(tmp_path / "f.pt", "cpu")
+    assert isinstance(gpu, SignFlipMixture)
+    z = gpu.sample(1000, generator=torch.Generator(device="cuda").manual_seed(0))
+    assert z.is_cuda and torch.isfinite(z).all()
+    with torch.no_grad():
+        np.testing.assert_allclose(gpu(z).cpu(), cpu(z.cpu()), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(gpu(z * signs).cpu(), gpu(z).cpu(), rtol=1e-5, atol=1e-5)

@@ -65,10 +65,36 @@ class _Kill(Exception):
     pass
 
 
-def test_resume_after_kill_reaches_the_same_state(tmp_path, monkeypatch):
+def noisy_inputs(batch, generator):
+    """An augmentation that draws from its generator: jitter the inputs."""
+    x, y = batch
+    return [x + 0.1 * torch.randn(x.shape, generator=generator), y]
+
+
+def test_augmentation_touches_training_batches_only_and_is_reproducible():
+    seen = []
+
+    def recording(batch, generator):
+        seen.append(len(batch[0]))
+        return noisy_inputs(batch, generator)
+
+    data = regression_data(500, 1), regression_data(100, 2)
+    a, b, plain = make_model(), make_model(), make_model()
+    result = train(a, mse, *data, CONFIG, augment=recording)
+    train(b, mse, *data, CONFIG, augment=noisy_inputs)
+    train(plain, mse, *data, CONFIG)
+    assert sum(seen) == 6 * 500  # every training event of 6 epochs, no validation event
+    assert len(result.history) == 6
+    for pa, pb, pp in zip(a.state_dict().values(), b.state_dict().values(), plain.state_dict().values()):
+        assert torch.equal(pa, pb)
+    assert not all(torch.equal(pa, pp) for pa, pp in zip(a.state_dict().values(), plain.state_dict().values()))
+
+
+@pytest.mark.parametrize("augment", [None, noisy_inputs], ids=["plain", "augmented"])
+def test_resume_after_kill_reaches_the_same_state(tmp_path, monkeypatch, augment):
     data = regression_data(500, 1), regression_data(100, 2)
     reference = make_model()
-    ref_result = train(reference, mse, *data, CONFIG)
+    ref_result = train(reference, mse, *data, CONFIG, augment=augment)
 
     # kill the run when it starts epoch 4 (three epochs checkpointed)
     killed = make_model()
@@ -82,12 +108,12 @@ def test_resume_after_kill_reaches_the_same_state(tmp_path, monkeypatch):
     monkeypatch.setattr("flowsim.training._batches", dying_batches)
     ckpt = tmp_path / "last.pt"
     with pytest.raises(_Kill):
-        train(killed, mse, *data, CONFIG, checkpoint=ckpt)
+        train(killed, mse, *data, CONFIG, checkpoint=ckpt, augment=augment)
     assert torch.load(ckpt, weights_only=True)["epoch"] == 3
     monkeypatch.setattr("flowsim.training._batches", real_batches)
 
     resumed = make_model(seed=99)  # fresh weights: everything must come from the checkpoint
-    result = train(resumed, mse, *data, CONFIG, checkpoint=ckpt)
+    result = train(resumed, mse, *data, CONFIG, checkpoint=ckpt, augment=augment)
     assert [r["val_loss"] for r in result.history] == [r["val_loss"] for r in ref_result.history]
     for pa, pb in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(pa, pb)

@@ -19,9 +19,20 @@ __all__ = ["ConfigError", "check_config"]
 def check_config(config: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` for the first cross-key inconsistency found."""
     _check_data(config)
+    _check_symmetry(config)
     _check_flows(config)
     _check_studies(config)
     _check_analysis(config)
+
+
+def _check_symmetry(config: Mapping[str, Any]) -> None:
+    """A symmetry may only flip features the events have."""
+    for name in config.get("symmetry", {}).get("flip_signs", []):
+        if name not in config["features"]:
+            raise ConfigError(
+                "symmetry.flip_signs",
+                f"{name!r} is not among the features {list(config['features'])}; list features only",
+            )
 
 
 def _check_studies(config: Mapping[str, Any]) -> None:

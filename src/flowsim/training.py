@@ -47,6 +47,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 LossFn = Callable[[nn.Module, Sequence[Tensor]], Tensor]
+Augment = Callable[[Sequence[Tensor], torch.Generator], Sequence[Tensor]]
 
 _CHECK_EVERY = 16  # batches between looks at the running loss for NaN/inf
 
@@ -142,6 +143,11 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int, device: torch.devic
     return batches
 
 
+def _augment_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
+    # a stream of its own (not the batch order's, not the global one that dropout draws from)
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch + 500_009)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loss_fn: LossFn, data: Sequence[Tensor], batch_size: int) -> float:
     """Mean loss over ``data`` in eval mode, weighted by batch size."""
@@ -187,6 +193,7 @@ def train(
     name: str = "model",
     checkpoint: str | os.PathLike[str] | None = None,
     fingerprint_extra: dict[str, Any] | None = None,
+    augment: Augment | None = None,
 ) -> TrainResult:
     """Train ``model`` to minimise ``loss_fn(model, batch)``; restore and return the best epoch.
 
@@ -194,7 +201,10 @@ def train(
     for a flow, ``(x, y)`` for a classifier), moved to the model's device by the caller or
     here. ``checkpoint`` names the file written after each epoch; if it exists and was made by
     the same set-up (``config``, ``fingerprint_extra``, e.g. the model's hyperparameters and
-    the data's identity), training resumes from it.
+    the data's identity), training resumes from it. ``augment(batch, generator)``, if given,
+    maps every training batch (never the validation data) at random, drawing from a generator
+    seeded per epoch, so that a resumed run stays reproducible (e.g.
+    :class:`~flowsim.flows.symmetry.RandomSignFlip`).
 
     Raises :class:`NonFiniteLossError` naming ``name`` and the epoch if the loss becomes NaN or
     infinite; the checkpoint then still holds the last good epoch.
@@ -238,8 +248,11 @@ def train(
         model.train()
         total = torch.zeros((), device=device)
         seen = 0
+        augment_rng = _augment_generator(config.seed, epoch, device) if augment is not None else None
         for i, index in enumerate(_batches(n_train, config.batch_size, config.seed, epoch, device)):
             batch = [t[index] for t in train_data]
+            if augment is not None:
+                batch = list(augment(batch, augment_rng))
             loss = loss_fn(step_fn, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

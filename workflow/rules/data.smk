@@ -82,6 +82,7 @@ rule fit_scaler:
     params:
         method=config["scaling"]["method"],
         features=config["features"],
+        odd=config["symmetry"]["flip_signs"],
     log:
         "results/logs/fit_scaler.log",
     benchmark:

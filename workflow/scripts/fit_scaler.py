@@ -9,4 +9,5 @@ with job_logging(snakemake.log[0]):
         snakemake.output[0],
         features=snakemake.params.features,
         method=snakemake.params.method,
+        odd=snakemake.params.odd,
     )

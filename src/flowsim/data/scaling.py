@@ -19,12 +19,19 @@ Methods (``scaling.method``):
 ``none``
     The identity.
 
+Features named in ``odd`` (whose signs flip together under a symmetry of the data, e.g. every
+η under η → −η) get odd maps, ``z(−x) = −z(x)``, so the symmetry acts on the scaled space as a
+sign flip too: ``gauss_rank`` is fitted on the sample and its mirror image ``{x} ∪ {−x}`` and
+its knots are mirrored exactly, ``logit`` gets the range ``[−m, m]`` with ``m = max |x|`` and
+zero mean. The fit logs how far each such feature is from symmetric.
+
 A fitted scaler is stored as plain arrays in an ``.npz`` (no pickle) and loads back exactly.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Literal
@@ -57,6 +64,12 @@ class Scaler:
     method: Method
     features: tuple[str, ...]
     params: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def odd_features(self) -> tuple[str, ...]:
+        """The features whose maps are odd, ``z(−x) = −z(x)``."""
+        odd = self.params.get("odd", np.zeros(len(self.features), dtype=bool))
+        return tuple(f for f, is_odd in zip(self.features, odd) if is_odd)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Map data (n, D) in ``features`` order to the scaled space; float32 out."""
@@ -155,6 +168,45 @@ def _gauss_rank_knots(x: np.ndarray, max_knots: int) -> tuple[np.ndarray, np.nda
     return values, z
 
 
+def _odd_gauss_rank_knots(x: np.ndarray, max_knots: int) -> tuple[np.ndarray, np.ndarray]:
+    """Knots of the Gauss-rank map of ``{x} ∪ {−x}``, mirrored so that ``z(−v) = −z(v)`` exactly.
+
+    The positive half is kept and reflected through the knot (0, 0); that knot lies on the
+    symmetric sample's map anyway (the median of a symmetric sample is 0).
+    """
+    values, z = _gauss_rank_knots(np.concatenate([x, -x]), max_knots)
+    positive = values > 0
+    values, z = values[positive], z[positive]
+    return np.r_[-values[::-1], 0.0, values], np.r_[-z[::-1], 0.0, z]
+
+
+def _asymmetry(x: np.ndarray) -> tuple[float, float]:
+    """The KS distance ``D = sup_t |F̂(t) − (1 − F̂(−t⁻))|`` between the samples ``x`` and
+    ``−x``, and the distance a symmetric density exceeds with probability 10⁻³.
+
+    For a symmetric density ``√n D`` tends to the supremum of ``|W(s)|``, ``s ∈ [0, 1]``, of a
+    Brownian motion (a sum of n independent ±1/0 terms of mean zero), which exceeds 3.48 with
+    probability 10⁻³.
+    """
+    a, b = np.sort(x), np.sort(-x)
+    grid = np.concatenate([a, b])
+    distance = np.max(np.abs(np.searchsorted(a, grid, "right") - np.searchsorted(b, grid, "right"))) / len(x)
+    return float(distance), 3.48 / math.sqrt(len(x))
+
+
+def _log_asymmetry(x: np.ndarray, features: tuple[str, ...], odd: np.ndarray) -> None:
+    for j in np.flatnonzero(odd):
+        distance, critical = _asymmetry(x[:, j])
+        if distance > critical:
+            log.warning(
+                "%s is not symmetric under x -> -x: KS distance %.4f between x and -x, above "
+                "%.4f (p = 0.001 for a symmetric density); reconsider symmetry.flip_signs",
+                features[j], distance, critical,
+            )  # fmt: skip
+        else:
+            log.info("%s: KS distance %.4f between x and -x (p = 0.001 at %.4f)", features[j], distance, critical)
+
+
 def _tail_slopes(xk: np.ndarray, zk: np.ndarray) -> tuple[float, float]:
     """Secant slopes dz/dx over the outermost percent of knots at each end."""
     if len(xk) < 2:
@@ -168,9 +220,11 @@ def fit_scaler(
     features: list[str] | tuple[str, ...],
     method: str,
     *,
+    odd: list[str] | tuple[str, ...] = (),
     max_knots: int = 10_000,
 ) -> Scaler:
-    """Fit a scaler on training data ``x`` of shape (n, D), columns in ``features`` order."""
+    """Fit a scaler on training data ``x`` of shape (n, D), columns in ``features`` order; the
+    ``odd`` features get odd maps (see the module's docstring)."""
     if method not in METHODS:
         raise ValueError(f"scaling.method must be one of {list(METHODS)}, got {method!r}")
     x = np.asarray(x, dtype=np.float64)
@@ -182,11 +236,19 @@ def fit_scaler(
     if not np.isfinite(x).all():
         raise ValueError("cannot fit a scaler on non-finite values")
     features = tuple(features)
+    unknown = [f for f in odd if f not in features]
+    if unknown:
+        raise ValueError(f"odd feature(s) {unknown} are not among the features {list(features)}")
+    is_odd = np.array([f in odd for f in features], dtype=bool)
+    _log_asymmetry(x, features, is_odd)
     if method == "none":
-        return Scaler("none", features)
+        return Scaler("none", features, {"odd": is_odd})
     if method == "logit":
-        return _fit_logit(x, features)
-    knots = [_gauss_rank_knots(x[:, j], max_knots) for j in range(x.shape[1])]
+        return _fit_logit(x, features, is_odd)
+    knots = [
+        (_odd_gauss_rank_knots if is_odd[j] else _gauss_rank_knots)(x[:, j], max_knots)
+        for j in range(x.shape[1])
+    ]
     slopes = np.array([_tail_slopes(xk, zk) for xk, zk in knots])
     params = {
         "x_knots": np.concatenate([xk for xk, _ in knots]),
@@ -194,18 +256,23 @@ def fit_scaler(
         "offsets": np.cumsum([0] + [len(xk) for xk, _ in knots]),
         "slope_lo": slopes[:, 0],
         "slope_hi": slopes[:, 1],
+        "odd": is_odd,
     }
     return Scaler("gauss_rank", features, params)
 
 
-def _fit_logit(x: np.ndarray, features: tuple[str, ...]) -> Scaler:
-    lo, hi = x.min(axis=0), x.max(axis=0)
+def _fit_logit(x: np.ndarray, features: tuple[str, ...], odd: np.ndarray) -> Scaler:
+    # an odd feature is fitted on its mirrored sample: range [-m, m], logits of mean zero
+    x = np.where(odd, np.abs(x), x)
+    lo, hi = np.where(odd, -x.max(axis=0), x.min(axis=0)), x.max(axis=0)
     width = np.where(hi > lo, hi - lo, 1.0)
     lo, hi = lo - _LOGIT_MARGIN * width, hi + _LOGIT_MARGIN * width
     y = (x - lo) / (hi - lo)
     logits = np.log(y) - np.log1p(-y)
-    std = logits.std(axis=0)
-    params = {"lo": lo, "hi": hi, "mean": logits.mean(axis=0), "std": np.where(std > 0, std, 1.0)}
+    # the mirrored sample's logits are ±l: second moment of l, mean exactly 0
+    mean = np.where(odd, 0.0, logits.mean(axis=0))
+    std = np.where(odd, np.sqrt(np.mean(logits**2, axis=0)), logits.std(axis=0))
+    params = {"lo": lo, "hi": hi, "mean": mean, "std": np.where(std > 0, std, 1.0), "odd": odd}
     return Scaler("logit", features, params)
 
 
@@ -226,10 +293,14 @@ def fit_scaler_on_file(
     *,
     features: list[str] | tuple[str, ...],
     method: str,
+    odd: list[str] | tuple[str, ...] = (),
 ) -> Scaler:
     """Fit a scaler on the ``features`` branches of a ROOT events file and save it."""
     x = read_matrix(events, list(features))
-    scaler = fit_scaler(x, features, method)
+    scaler = fit_scaler(x, features, method, odd=odd)
     scaler.save(output)
-    log.info("fitted %s scaling of %d features on %d events of %s", method, len(features), len(x), events)
+    log.info(
+        "fitted %s scaling of %d features on %d events of %s%s", method, len(features), len(x), events,
+        f", odd in {list(odd)}" if odd else "",
+    )  # fmt: skip
     return scaler

@@ -14,10 +14,11 @@ from flowsim.data.scaling import load_scaler
 from flowsim.data.splits import nested_subset
 from flowsim.flows.persist import load_flow, save_flow
 from flowsim.flows.registry import build_flow
+from flowsim.flows.symmetry import RandomSignFlip, SignFlipMixture, flip_signs
 from flowsim.plots.training import plot_history
 from flowsim.runs import RunSpec, n_generated_events
 from flowsim.sampling import generate_to_root
-from flowsim.training import resolve_device, train, write_history
+from flowsim.training import evaluate, resolve_device, train, write_history
 
 __all__ = ["negative_log_likelihood", "sample_flow_job", "train_flow_job"]
 
@@ -67,6 +68,11 @@ def train_flow_job(
 ) -> None:
     """Train run ``spec`` on the scaled background splits; write model, history and plot.
 
+    If the scaler is odd in some features (config ``symmetry.flip_signs``), the flow learns
+    that sign-flip symmetry (:mod:`flowsim.flows.symmetry`): training events are flipped at
+    random, early stopping watches the validation split and its mirror image, and the saved
+    model is the symmetric mixture. Its ``val_nll`` is that mixture's on the validation split.
+
     The per-epoch ``checkpoint`` lets a killed job resume; it is removed once the model is
     written.
     """
@@ -80,6 +86,8 @@ def train_flow_job(
     if spec.train_events is not None:
         x_train = _training_subset(x_train, spec)
     x_val = _scaled_tensor(val_events, scaler, device)
+    flipped = list(scaler.odd_features)
+    signs = flip_signs(len(features), [features.index(f) for f in flipped]).to(device)
     log.info(
         "run %s: %s %s on %d features, %d training / %d validation events, device %s",
         spec.name, spec.model, spec.params, len(features), len(x_train), len(x_val), device,
@@ -87,11 +95,13 @@ def train_flow_job(
     torch.manual_seed(spec.training.seed)
     flow = build_flow(spec.model, len(features), **spec.params).to(device)
     log.info("run %s: %d parameters", spec.name, sum(p.numel() for p in flow.parameters()))
+    if flipped:
+        log.info("run %s: symmetric under the sign flip of %s", spec.name, ", ".join(flipped))
     result = train(
         flow,
         negative_log_likelihood,
         (x_train,),
-        (x_val,),
+        (torch.cat([x_val, x_val * signs]) if flipped else x_val,),
         spec.training,
         name=spec.name,
         checkpoint=checkpoint,
@@ -101,8 +111,18 @@ def train_flow_job(
             "features": features,
             "n_train": len(x_train),
             "n_val": len(x_val),
+            "sign_flip": flipped,
         },
+        augment=RandomSignFlip(signs) if flipped else None,
     )
+    val_nll = result.best_val_loss
+    if flipped:
+        mixture = SignFlipMixture(flow, signs)
+        val_nll = evaluate(mixture, negative_log_likelihood, (x_val,), spec.training.eval_batch_size)
+        log.info(
+            "run %s: validation NLL %.5f of the symmetric mixture (%.5f of the flow alone, "
+            "on the split and its mirror image)", spec.name, val_nll, result.best_val_loss,
+        )  # fmt: skip
     save_flow(
         model_out,
         flow,
@@ -112,11 +132,12 @@ def train_flow_job(
         metadata={
             "run": spec.name,
             "best_epoch": result.best_epoch,
-            "val_nll": result.best_val_loss,
+            "val_nll": val_nll,
             "epochs_run": result.epochs_run,
             "n_train": len(x_train),
             "training": asdict(spec.training),
         },
+        sign_flip=flipped,
     )
     write_history(history_out, result.history)
     plot_history(result.history, plot_out, title=f"{spec.name} ({spec.model})", ylabel="NLL per event [nats]")
@@ -142,6 +163,11 @@ def sample_flow_job(
         raise ValueError(
             f"{model_path} was trained on {info['features']}, the scaler {scaler_path} maps "
             f"{list(scaler.features)}"
+        )
+    if not set(info["sign_flip"]) <= set(scaler.odd_features):
+        raise ValueError(
+            f"{model_path} flips the signs of {info['sign_flip']}, but the scaler {scaler_path} "
+            f"is odd only in {list(scaler.odd_features)}: refit the scaler with that symmetry"
         )
     n = n_generated_events(n_generated, io.root_entries(reference_events))
     log.info("sampling %d events from %s (%s)", n, model_path, info["model"])

@@ -55,7 +55,7 @@ from flowsim.data.scaling import fit_scaler
 from flowsim.data.splits import SplitFractions, split_indices
 from flowsim.flows import build_flow
 from flowsim.flows.jobs import negative_log_likelihood
-from flowsim.flows.symmetry import RandomSignFlip, SignFlipMixture, flip_signs
+from flowsim.flows.symmetry import RandomSignFlip, SignFlipMixture, signs_of, with_mirror_images
 from flowsim.metrics.c2st import C2STSettings, classifier_two_sample_test, tree_two_sample_test
 from flowsim.metrics.distances import ks_distance
 from flowsim.reweighting import ReweightSettings, density_ratio_weights, effective_size, fit_reweighter
@@ -162,13 +162,13 @@ def evaluate_model(name: str, seed: int, data: dict, scaler, options) -> dict[st
     torch.manual_seed(seed)
     flow = build_model(name).to(options.device)
     config = training_config(name, seed, options)
-    flipped = [FEATURES.index(f) for f in scaler.odd_features]
-    signs = flip_signs(len(FEATURES), flipped).to(options.device)
+    flipped = scaler.odd_features
+    signs = signs_of(FEATURES, flipped).to(options.device)
     x_val = torch.from_numpy(scaled["val"]).to(options.device)
     start = time.perf_counter()
     result = train(
         flow, negative_log_likelihood, (torch.from_numpy(scaled["train"]),),
-        (torch.cat([x_val, x_val * signs]) if flipped else x_val,), config, name=f"{name} s{seed}",
+        (with_mirror_images(x_val, signs) if flipped else x_val,), config, name=f"{name} s{seed}",
         augment=RandomSignFlip(signs) if flipped else None,
     )  # fmt: skip
     seconds = time.perf_counter() - start

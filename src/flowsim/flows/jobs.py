@@ -14,7 +14,7 @@ from flowsim.data.scaling import load_scaler
 from flowsim.data.splits import nested_subset
 from flowsim.flows.persist import load_flow, save_flow
 from flowsim.flows.registry import build_flow
-from flowsim.flows.symmetry import RandomSignFlip, SignFlipMixture, flip_signs
+from flowsim.flows.symmetry import RandomSignFlip, SignFlipMixture, signs_of, with_mirror_images
 from flowsim.plots.training import plot_history
 from flowsim.runs import RunSpec, n_generated_events
 from flowsim.sampling import generate_to_root
@@ -87,7 +87,7 @@ def train_flow_job(
         x_train = _training_subset(x_train, spec)
     x_val = _scaled_tensor(val_events, scaler, device)
     flipped = list(scaler.odd_features)
-    signs = flip_signs(len(features), [features.index(f) for f in flipped]).to(device)
+    signs = signs_of(features, flipped).to(device)
     log.info(
         "run %s: %s %s on %d features, %d training / %d validation events, device %s",
         spec.name, spec.model, spec.params, len(features), len(x_train), len(x_val), device,
@@ -101,7 +101,7 @@ def train_flow_job(
         flow,
         negative_log_likelihood,
         (x_train,),
-        (torch.cat([x_val, x_val * signs]) if flipped else x_val,),
+        (with_mirror_images(x_val, signs) if flipped else x_val,),
         spec.training,
         name=spec.name,
         checkpoint=checkpoint,

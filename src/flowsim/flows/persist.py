@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from flowsim.flows.registry import build_flow
-from flowsim.flows.symmetry import SignFlipMixture, flip_signs
+from flowsim.flows.symmetry import SignFlipMixture, signs_of
 from flowsim.io import atomic_output
 
 __all__ = ["FORMAT_VERSION", "load_flow", "read_model_file", "save_flow", "save_model_file"]
@@ -84,8 +84,7 @@ def load_flow(
     flow.load_state_dict(payload["state_dict"])
     flipped = payload.get("sign_flip", [])  # absent in files written before symmetries
     if flipped:
-        features = payload["features"]
-        flow = SignFlipMixture(flow, flip_signs(len(features), [features.index(f) for f in flipped]))
+        flow = SignFlipMixture(flow, signs_of(payload["features"], flipped))
     flow.to(device).eval()
     info = {k: v for k, v in payload.items() if k != "state_dict"}
     info.setdefault("sign_flip", [])

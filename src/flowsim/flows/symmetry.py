@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["RandomSignFlip", "SignFlipMixture", "flip_signs"]
+__all__ = ["RandomSignFlip", "SignFlipMixture", "flip_signs", "signs_of", "with_mirror_images"]
 
 
 def flip_signs(n_features: int, flipped: Sequence[int]) -> Tensor:
@@ -33,6 +33,18 @@ def flip_signs(n_features: int, flipped: Sequence[int]) -> Tensor:
             raise ValueError(f"flipped feature indices {list(flipped)} outside 0..{n_features - 1}")
         signs[list(flipped)] = -1.0
     return signs
+
+
+def signs_of(features: Sequence[str], flipped: Sequence[str]) -> Tensor:
+    """The diagonal of ``S`` for the ``flipped`` feature names among ``features``."""
+    features = list(features)
+    return flip_signs(len(features), [features.index(f) for f in flipped])
+
+
+def with_mirror_images(x: Tensor, signs: Tensor) -> Tensor:
+    """The events ``x`` followed by their mirror images ``S x``: a validation set whose loss
+    estimates the symmetric closure's (early stopping of a flow trained with the flip)."""
+    return torch.cat([x, x * signs.to(x.device, x.dtype)])
 
 
 def _flip_random_half(z: Tensor, signs: Tensor, generator: torch.Generator | None) -> Tensor:

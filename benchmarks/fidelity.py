@@ -32,9 +32,10 @@ shown weighted (never instead of the unweighted numbers).
         [--models glow maf zuko_maf ...] [--max-epochs N] [--overlay settings.yaml]
         [--device auto|cpu|cuda] [--threads 2] [--csv FILE] [--no-symmetry]
 
-Overlays tried so far: ``fidelity-long-training.yaml`` and ``fidelity-dropout.yaml`` (CPU),
-``fidelity-gpu.yaml`` (GPU-sized runs on all rows: ``--rows 218291``; its ``peers:`` key
-resizes the zuko peers). Results and commands: ``benchmarks/README.md``.
+Overlays tried so far: ``fidelity-long-training.yaml``, ``fidelity-dropout.yaml`` and
+``fidelity-average.yaml`` (CPU), ``fidelity-gpu.yaml`` (GPU-sized runs on all rows:
+``--rows 218291``; its ``peers:`` key resizes the zuko peers). Results and commands:
+``benchmarks/README.md``.
 """
 
 from __future__ import annotations

@@ -111,7 +111,8 @@ def test_classifier_trains_on_cuda():
     assert auc == pytest.approx(0.805, abs=0.03)
 
 
-def test_sign_flip_symmetry_on_cuda(tmp_path):
+def test_sign_flip_symmetry_and_weight_average_on_cuda(tmp_path):
+    """The default rqs run's set-up: mirrored training events, averaged weights, the mixture."""
     from flowsim.flows.symmetry import RandomSignFlip, SignFlipMixture, flip_signs
 
     torch.manual_seed(0)
@@ -119,8 +120,11 @@ def test_sign_flip_symmetry_on_cuda(tmp_path):
     signs = flip_signs(len(FEATURES), [0, 2]).to("cuda")
     x = torch.from_numpy(correlated_gaussian(2000, 1))
     val = torch.from_numpy(correlated_gaussian(500, 2)).to("cuda")
-    config = TrainConfig(batch_size=256, max_epochs=2, patience=2, device="cuda", seed=1)
-    train(flow, negative_log_likelihood, (x,), (torch.cat([val, val * signs]),), config, augment=RandomSignFlip(signs))
+    config = TrainConfig(batch_size=256, max_epochs=2, patience=2, device="cuda", seed=1, average_epochs=1.0)
+    val = torch.cat([val, val * signs])
+    result = train(flow, negative_log_likelihood, (x,), (val,), config, augment=RandomSignFlip(signs))
+    with torch.no_grad():  # what is returned is the validated average
+        assert float(-flow.eval().log_prob(val).mean()) == pytest.approx(result.best_val_loss, rel=1e-4)
     save_flow(tmp_path / "f.pt", flow, model="rqs", params=small_params("rqs"), features=FEATURES, sign_flip=["a", "c"])
     gpu, _ = load_flow(tmp_path / "f.pt", "cuda")
     cpu, _ = load_flow(tmp_path / "f.pt", "cpu")

@@ -1,4 +1,4 @@
-"""The shared trainer: learns, stops early, resumes bit-identically, refuses NaN losses."""
+"""The shared trainer: learns, averages weights, stops early, resumes bit-identically, refuses NaN."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from flowsim.training import NonFiniteLossError, TrainConfig, train
+from flowsim.training import NonFiniteLossError, TrainConfig, _WeightAverage, evaluate, train
 
 
 def regression_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,11 +90,61 @@ def test_augmentation_touches_training_batches_only_and_is_reproducible():
     assert not all(torch.equal(pa, pp) for pa, pp in zip(a.state_dict().values(), plain.state_dict().values()))
 
 
-@pytest.mark.parametrize("augment", [None, noisy_inputs], ids=["plain", "augmented"])
-def test_resume_after_kill_reaches_the_same_state(tmp_path, monkeypatch, augment):
+def test_weight_average_is_the_running_mean_then_an_exponential_window():
+    model = nn.Sequential(nn.Linear(2, 1), nn.BatchNorm1d(1))
+    steps_per_epoch, epochs = 4, 2.0
+    average = _WeightAverage(model, epochs, steps_per_epoch)
+    beta = math.exp(-1 / 8)
+    # the running mean's weight (t-1)/t first exceeds beta at t = 9: the mean of steps 1..8
+    values = torch.arange(1.0, 9.0)
+    for value in values:
+        nn.init.constant_(model[0].weight, float(value))
+        model[1].num_batches_tracked.fill_(int(value))
+        average.update()
+    assert torch.allclose(average.module[0].weight, values.mean().expand(1, 2))
+    assert average.module[1].num_batches_tracked.item() == 8  # integer buffers are copied
+    # from then on an impulse decays geometrically: step s has weight (1 - beta) beta^(T - s)
+    nn.init.constant_(model[0].weight, 0.0)
+    before = average.module[0].weight.clone()
+    nn.init.constant_(model[0].weight, 1.0)
+    average.update()
+    nn.init.constant_(model[0].weight, 0.0)
+    for _ in range(5):
+        average.update()
+    expected = before * beta**6 + (1 - beta) * beta**5
+    assert torch.allclose(average.module[0].weight, expected, rtol=1e-6)
+
+
+def test_averaged_weights_beat_the_noisy_last_iterate_and_are_what_is_returned():
+    # a large constant step leaves SGD bouncing around the optimum; the average sits nearer it
+    config = TrainConfig(lr=0.3, batch_size=8, max_epochs=8, patience=10, scheduler="constant", seed=2,
+                         device="cpu", weight_decay=0.0)  # fmt: skip
+    data = regression_data(800, 1), regression_data(2000, 2)
+
+    def linear() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Linear(3, 1)
+
+    live, averaged = linear(), linear()
+    live_result = train(live, mse, *data, config)
+    averaged_result = train(averaged, mse, *data, TrainConfig(**{**config.__dict__, "average_epochs": 1.0}))
+    # the noise floor is 0.1² = 0.01: the live weights are ~0.003 above it, the average ~10x nearer
+    assert averaged_result.best_val_loss < live_result.best_val_loss - 0.002
+    assert evaluate(averaged, mse, data[1], 4096) == pytest.approx(averaged_result.best_val_loss, rel=1e-6)
+
+
+AVERAGED = TrainConfig(**{**CONFIG.__dict__, "average_epochs": 1.5})
+
+
+@pytest.mark.parametrize(
+    "augment, config",
+    [(None, CONFIG), (noisy_inputs, CONFIG), (None, AVERAGED)],
+    ids=["plain", "augmented", "averaged"],
+)
+def test_resume_after_kill_reaches_the_same_state(tmp_path, monkeypatch, augment, config):
     data = regression_data(500, 1), regression_data(100, 2)
     reference = make_model()
-    ref_result = train(reference, mse, *data, CONFIG, augment=augment)
+    ref_result = train(reference, mse, *data, config, augment=augment)
 
     # kill the run when it starts epoch 4 (three epochs checkpointed)
     killed = make_model()
@@ -108,12 +158,12 @@ def test_resume_after_kill_reaches_the_same_state(tmp_path, monkeypatch, augment
     monkeypatch.setattr("flowsim.training._batches", dying_batches)
     ckpt = tmp_path / "last.pt"
     with pytest.raises(_Kill):
-        train(killed, mse, *data, CONFIG, checkpoint=ckpt, augment=augment)
+        train(killed, mse, *data, config, checkpoint=ckpt, augment=augment)
     assert torch.load(ckpt, weights_only=True)["epoch"] == 3
     monkeypatch.setattr("flowsim.training._batches", real_batches)
 
     resumed = make_model(seed=99)  # fresh weights: everything must come from the checkpoint
-    result = train(resumed, mse, *data, CONFIG, checkpoint=ckpt, augment=augment)
+    result = train(resumed, mse, *data, config, checkpoint=ckpt, augment=augment)
     assert [r["val_loss"] for r in result.history] == [r["val_loss"] for r in ref_result.history]
     for pa, pb in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(pa, pb)
@@ -153,3 +203,5 @@ def test_bad_settings_are_named():
         TrainConfig(batch_size=0)
     with pytest.raises(ValueError, match="'scheduler' must be"):
         TrainConfig(scheduler="step")
+    with pytest.raises(ValueError, match="'average_epochs' must be >= 0"):
+        TrainConfig(average_epochs=-1.0)

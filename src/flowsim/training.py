@@ -1,9 +1,10 @@
 """One trainer for every model of the workflow (flows and classifiers).
 
 AdamW, cosine annealing with warm restarts (stepped per batch, so restarts fall at fractional
-epochs too), gradient-norm clipping, early stopping on the validation loss with the best
-weights restored, a checkpoint after every epoch that a restarted job resumes from, and a guard
-that stops on a non-finite loss while keeping the last good checkpoint.
+epochs too), gradient-norm clipping, optionally a moving average of the weights (then the
+average is what is validated, kept and returned), early stopping on the validation loss with the
+best weights restored, a checkpoint after every epoch that a restarted job resumes from, and a
+guard that stops on a non-finite loss while keeping the last good checkpoint.
 
 Reproducibility: the batch order of epoch ``e`` comes from a generator seeded with
 ``(seed, e)``, and the global RNG state (dropout) is checkpointed, so on CPU an interrupted and
@@ -64,7 +65,9 @@ class TrainConfig:
 
     ``restart_epochs`` is the first period of the warm restarts (T_0, in epochs), each next
     period ``restart_mult`` times longer; ``scheduler`` ``"constant"`` keeps ``lr`` fixed.
-    ``device`` ``"auto"`` takes CUDA when present, else the CPU.
+    ``device`` ``"auto"`` takes CUDA when present, else the CPU. ``average_epochs`` τ > 0 keeps
+    an exponential moving average of the weights with a time constant of τ epochs (see
+    :class:`_WeightAverage`); 0 trains without one.
     """
 
     lr: float = 1e-3
@@ -81,12 +84,15 @@ class TrainConfig:
     device: str = "auto"
     compile: bool = False
     eval_batch_size: int = 65536
+    average_epochs: float = 0.0
 
     def __post_init__(self) -> None:
         positive = ("lr", "batch_size", "max_epochs", "restart_epochs", "grad_clip", "eval_batch_size")
         for key in positive:
             if not getattr(self, key) > 0:
                 raise ValueError(f"training setting '{key}' must be positive, got {getattr(self, key)}")
+        if not self.average_epochs >= 0:
+            raise ValueError(f"training setting 'average_epochs' must be >= 0, got {self.average_epochs}")
         if self.patience < 1:
             raise ValueError(f"training setting 'patience' must be at least 1, got {self.patience}")
         if self.scheduler not in ("cosine_restarts", "constant"):
@@ -160,6 +166,44 @@ def evaluate(model: nn.Module, loss_fn: LossFn, data: Sequence[Tensor], batch_si
     return total / n
 
 
+class _WeightAverage:
+    """Exponential moving average of a model's floating-point state (parameters and buffers).
+
+    After optimisation step t the average is ā_t = β_t ā_{t−1} + (1 − β_t) w_t with
+    β_t = min(β, (t − 1)/t) and β = exp(−1/(τ · steps per epoch)): the plain mean of all steps
+    so far until that reaches β, then an average over the last ~τ epochs. The average sits in
+    a copy of the model, so it is validated and saved like the model itself; integer buffers
+    (batch counts) are copied as they are.
+    """
+
+    def __init__(self, model: nn.Module, epochs: float, steps_per_epoch: int) -> None:
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.beta = math.exp(-1.0 / (epochs * steps_per_epoch))
+        self.steps = 0
+        self._pairs = list(
+            zip(self.module.state_dict(keep_vars=True).values(), model.state_dict(keep_vars=True).values())
+        )
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.steps += 1
+        weight = 1.0 - min(self.beta, (self.steps - 1) / self.steps)
+        for average, live in self._pairs:
+            if average.is_floating_point():
+                average.lerp_(live, weight)
+            else:
+                average.copy_(live)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"module": self.module.state_dict(), "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.module.load_state_dict(state["module"])
+        self.steps = int(state["steps"])
+
+
 class _Checkpoint:
     """Epoch checkpoints in one file, replaced atomically, with the best weights alongside."""
 
@@ -204,7 +248,8 @@ def train(
     the data's identity), training resumes from it. ``augment(batch, generator)``, if given,
     maps every training batch (never the validation data) at random, drawing from a generator
     seeded per epoch, so that a resumed run stays reproducible (e.g.
-    :class:`~flowsim.flows.symmetry.RandomSignFlip`).
+    :class:`~flowsim.flows.symmetry.RandomSignFlip`). With ``config.average_epochs`` > 0 the
+    weight average is validated instead of the live weights, and the best average is returned.
 
     Raises :class:`NonFiniteLossError` naming ``name`` and the epoch if the loss becomes NaN or
     infinite; the checkpoint then still holds the last good epoch.
@@ -221,6 +266,8 @@ def train(
     steps_per_epoch = len(_batches(n_train, config.batch_size, config.seed, 0, torch.device("cpu")))
     scheduler = _make_scheduler(optimizer, config, steps_per_epoch)
     step_fn = torch.compile(model) if config.compile else model
+    average = _WeightAverage(model, config.average_epochs, steps_per_epoch) if config.average_epochs > 0 else None
+    validated = average.module if average is not None else model
 
     ckpt = _Checkpoint(
         Path(checkpoint) if checkpoint is not None else None,
@@ -236,6 +283,8 @@ def train(
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"].cpu())
+        if average is not None:
+            average.load_state_dict(state["average"])
         history = state["history"]
         best = {"epoch": state["best_epoch"], "val_loss": state["best_val_loss"], "weights": state["best_model"]}
         start_epoch, stale = state["epoch"] + 1, state["stale"]
@@ -260,6 +309,8 @@ def train(
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
+            if average is not None:
+                average.update()
             total += loss.detach() * len(index)
             seen += len(index)
             # a host sync per batch would stall a GPU: look at the running sum now and then
@@ -268,7 +319,7 @@ def train(
         train_loss = float(total) / seen
         if not math.isfinite(train_loss):
             _raise_non_finite(name, "training", train_loss, epoch, ckpt.path)
-        val_loss = evaluate(model, loss_fn, val_data, config.eval_batch_size)
+        val_loss = evaluate(validated, loss_fn, val_data, config.eval_batch_size)
         if not math.isfinite(val_loss):
             _raise_non_finite(name, "validation", val_loss, epoch, ckpt.path)
         seconds = time.perf_counter() - started
@@ -282,7 +333,7 @@ def train(
         }
         history.append(row)
         if val_loss < best["val_loss"]:
-            best = {"epoch": epoch, "val_loss": val_loss, "weights": copy.deepcopy(model.state_dict())}
+            best = {"epoch": epoch, "val_loss": val_loss, "weights": copy.deepcopy(validated.state_dict())}
             stale = 0
         else:
             stale += 1
@@ -303,6 +354,7 @@ def train(
                 "best_val_loss": best["val_loss"],
                 "best_model": best["weights"],
                 "stale": stale,
+                **({"average": average.state_dict()} if average is not None else {}),
             }
         )
 

@@ -10,7 +10,7 @@ from flowsim import io
 from flowsim.data.scaling import fit_scaler, load_scaler
 from flowsim.flows.jobs import sample_flow_job
 from flowsim.flows.persist import load_flow
-from flowsim.flows.symmetry import SignFlipMixture
+from flowsim.flows.symmetry import SignFlipMixture, signs_of, with_mirror_images
 
 RUNS = ("tiny_maf", "tiny_mademog")
 
@@ -35,6 +35,22 @@ def test_each_run_has_a_model_history_plot_and_sample(tiny_run):
         assert len(events[info["features"][0]]) == int(timing["n_written"])
         assert int(timing["n_written"]) + int(timing["n_nonfinite"]) == n_test
         assert float(timing["us_per_event"]) > 0
+
+
+def test_model_file_holds_the_weights_of_the_best_validation_epoch(tiny_run):
+    """tiny_maf validates a moving average of its weights, tiny_mademog its live weights: either
+    way the file must hold exactly the weights whose validation NLL is the history's best."""
+    scaler = load_scaler(tiny_run / "results/data/scaler.npz")
+    val = io.read_matrix(tiny_run / "results/data/bkg_val.root", list(scaler.features))
+    x_val = torch.from_numpy(scaler.transform(val))
+    x_val = with_mirror_images(x_val, signs_of(scaler.features, scaler.odd_features))
+    for run in RUNS:
+        mixture, _ = load_flow(tiny_run / "results/flows" / run / "model.pt")
+        history = io.read_tsv(tiny_run / "results/flows" / run / "history.tsv")
+        best = min(float(row["val_loss"]) for row in history)
+        with torch.no_grad():
+            nll = -mixture.flow(x_val).mean().item()
+        assert nll == pytest.approx(best, rel=1e-5), run
 
 
 def test_generated_events_are_in_data_units(tiny_run):

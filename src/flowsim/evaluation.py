@@ -91,15 +91,16 @@ def eval_distances_job(
     linear_plot: PathLike,
     log_plot: PathLike,
     corner_plot: PathLike,
+    n_jobs: int = 1,
 ) -> None:
-    """Distances per feature with their MC baseline, and the distribution plots."""
+    """Distances per feature with their MC baseline (``n_jobs`` threads), and the distribution plots."""
     from flowsim.plots.distributions import plot_corner, plot_distance_summary, plot_feature_grid
 
     features = list(features)
     mc_a, mc_b = io.read_matrix(test_a, features), io.read_matrix(test_b, features)
     gen = io.read_matrix(generated, features)
     rows = distance_table(
-        mc_a, gen, mc_b, features, n_bins=n_bins, n_resamples=n_resamples, seed=seed, n_jobs=2
+        mc_a, gen, mc_b, features, n_bins=n_bins, n_resamples=n_resamples, seed=seed, n_jobs=n_jobs
     )
     write_distances_tsv(table_out, rows)
     for row in rows:

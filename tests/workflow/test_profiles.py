@@ -96,3 +96,29 @@ def test_c2st_jobs_ask_for_a_gpu_when_their_section_says_cuda(tmp_path):
     assert {"c2st", "c2st_null", "train_flow"} <= set(jobs)
     assert all(res.get("gpu") == "1" for rule in ("c2st", "c2st_null") for res in jobs[rule])
     assert all(res.get("gpu", "0") == "0" for res in jobs["train_flow"])  # tiny.yaml trains on the CPU
+
+
+def _job_lines(output: str, rule: str, field: str) -> dict[str, str]:
+    """Run wildcard -> the value of one ``field:`` line of each dry-run job of ``rule``."""
+    values = {}
+    for block in re.split(r"\n(?=\[.*\]\n(?:local)?rule )", output):
+        if re.search(rf"^(?:local)?rule {rule}:", block, re.M):
+            run = re.search(r"^\s+wildcards: run=(\w+)", block, re.M).group(1)
+            line = re.search(rf"^\s+{field}: (.*)$", block, re.M)
+            values[run] = line.group(1) if line else None
+    return values
+
+
+def test_trainings_start_longest_first_and_take_the_threads_they_are_given(tmp_path):
+    """On few cores the longest planned training must not start last; --set-threads reaches it."""
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    result = snakemake(tmp_path, "-n", "--cores", "4", "--set-threads", "train_flow=3")
+    output = result.stdout + result.stderr
+    priorities = {run: int(p) for run, p in _job_lines(output, "train_flow", "priority").items()}
+    assert set(priorities) == set(config["flows"])
+    for run, priority in priorities.items():
+        epochs = config["flows"][run].get("training", {}).get("max_epochs", config["training"]["max_epochs"])
+        assert priority == epochs, run
+    assert max(priorities, key=priorities.get) == "rqs"
+    assert set(_job_lines(output, "train_flow", "threads").values()) == {"3"}
+    assert set(_job_lines(output, "eval_distances", "threads").values()) == {None}  # one thread

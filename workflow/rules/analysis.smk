@@ -39,7 +39,8 @@ rule train_classifier:
         "results/benchmarks/train_classifier.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    # one core: 1.3x slower than on two, but it then runs beside the flow trainings
+    threads: 1
     resources:
         gpu=classifier_uses_gpu(),
         mem_mb=lambda wc, input: 2000 + 20 * input.size_mb,
@@ -66,7 +67,8 @@ rule score_and_cut:
         "results/benchmarks/score_and_cut/{source}/{sample}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    # one core: 2 threads gain nothing here (benchmarks/README.md, "Threads per job")
+    threads: 1
     resources:
         gpu=classifier_uses_gpu(),
         mem_mb=lambda wc: 2000 + config["sampling"]["chunk_size"] // 250,

@@ -47,7 +47,8 @@ rule eval_distances:
         "results/benchmarks/eval_distances/{run}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    # one core: 2 threads gain nothing here (benchmarks/README.md, "Threads per job")
+    threads: 1
     resources:
         mem_mb=lambda wc, input: 2000 + 20 * input.size_mb,
         runtime=30,
@@ -71,7 +72,8 @@ rule c2st_null:
         "results/benchmarks/c2st_null.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    # one core: 2 threads gain nothing here (benchmarks/README.md, "Threads per job")
+    threads: 1
     resources:
         gpu=section_uses_gpu(config["c2st"]),
         mem_mb=lambda wc, input: 2000 + 20 * input.size_mb,
@@ -133,7 +135,8 @@ rule c2st:
         "results/benchmarks/c2st/{run}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    # one core: 2 threads gain nothing here (benchmarks/README.md, "Threads per job")
+    threads: 1
     resources:
         gpu=section_uses_gpu(config["c2st"]),
         mem_mb=lambda wc, input: 2000 + 20 * input.size_mb,
@@ -161,7 +164,8 @@ rule reweight:
         "results/benchmarks/reweight/{run}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    # one core, as c2st: its classifier of the same kind gained nothing from a second thread
+    threads: 1
     resources:
         gpu=lambda wc: run_uses_gpu(wc.run),
         mem_mb=lambda wc, input: 2000 + 20 * input.size_mb,
@@ -193,6 +197,7 @@ rule eval_weighted:
         "results/benchmarks/eval_weighted/{run}.tsv"
     conda:
         "../../envs/torch.yaml"
+    # sklearn's tree C2ST runs OpenMP threads on every core it sees
     threads: 2
     resources:
         mem_mb=lambda wc, input: 2000 + 20 * input.size_mb,

@@ -28,7 +28,13 @@ rule train_flow:
         "results/benchmarks/train_flow/{run}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    # One core per training, so that two train at once on a 2-core machine: their second
+    # thread gains rqs 1.6x and glow 1.15x, less than a second training gains. More cores
+    # per training: --set-threads train_flow=N (README, "Running on a cluster").
+    threads: 1
+    # Longest planned training first, and trainings before the short evaluation jobs, which
+    # then fill the free cores: on 2 cores the 80-epoch rqs run no longer starts last.
+    priority: lambda wc: training_settings(config, wc.run)["max_epochs"]
     resources:
         gpu=lambda wc: run_uses_gpu(wc.run),
         mem_mb=lambda wc, input: 2000 + 20 * input.size_mb,
@@ -58,7 +64,8 @@ rule sample_flow:
         "results/benchmarks/sample_flow/{run}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    # one core: 2 threads gain nothing here (benchmarks/README.md, "Threads per job")
+    threads: 1
     resources:
         gpu=lambda wc: run_uses_gpu(wc.run),
         mem_mb=lambda wc: 2000 + config["sampling"]["chunk_size"] // 250,

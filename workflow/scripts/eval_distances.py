@@ -17,4 +17,5 @@ with job_logging(snakemake.log[0]):
         linear_plot=snakemake.output.linear,
         log_plot=snakemake.output.log,
         corner_plot=snakemake.output.corner,
+        n_jobs=snakemake.threads,
     )

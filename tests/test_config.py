@@ -92,6 +92,18 @@ def test_symmetry_flips_only_features():
         check_config(config)
 
 
+@pytest.mark.parametrize(
+    "overlay", sorted((ROOT / "benchmarks").glob("fidelity-*.yaml")), ids=lambda path: path.stem
+)
+def test_fidelity_overlays_are_valid_configs(overlay):
+    """benchmarks/fidelity.py merges these over the default: a typo must fail here, not on a GPU."""
+    config, extra = default_config(), yaml.safe_load(overlay.read_text())
+    config["training"].update(extra.get("training", {}))
+    config["flows"].update(extra.get("flows", {}))
+    validate(config, SCHEMA)
+    check_config(config)
+
+
 def test_paper_config_is_valid():
     config = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
     validate(config, SCHEMA)

@@ -23,6 +23,7 @@ Every model, peers included, learns the config's sign-flip symmetry (``symmetry.
 every η): odd scaling, randomly mirrored training events, early stopping on val and its mirror
 image, and the symmetric mixture as the sampled model (``flowsim.flows.symmetry``).
 ``--no-symmetry`` runs the issue's original protocol without it.
+Every training shows its epochs on stderr as it goes; the tables go to stdout.
 
 With ``--reweight`` a second generated sample and test_b train the classifier reweighting of
 ``flowsim.reweighting``; the tree C2ST and the KS distance of the *first* sample are then also
@@ -57,6 +58,7 @@ from flowsim.data.splits import SplitFractions, split_indices
 from flowsim.flows import build_flow
 from flowsim.flows.jobs import negative_log_likelihood
 from flowsim.flows.symmetry import RandomSignFlip, SignFlipMixture, signs_of, with_mirror_images
+from flowsim.logs import job_logging
 from flowsim.metrics.c2st import C2STSettings, classifier_two_sample_test, tree_two_sample_test
 from flowsim.metrics.distances import ks_distance
 from flowsim.reweighting import ReweightSettings, density_ratio_weights, effective_size, fit_reweighter
@@ -300,4 +302,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with job_logging(None):  # every training's per-epoch progress on stderr, the tables on stdout
+        main()

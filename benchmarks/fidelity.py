@@ -228,7 +228,7 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
-def main() -> None:
+def parse_options() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--csv", default=str(ROOT.parent / "shared" / "data" / "higgs-sample.csv.gz"))
     parser.add_argument("--first-row", type=int, default=0)
@@ -241,7 +241,10 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="training and C2ST device (auto: CUDA when present)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--no-symmetry", action="store_true", help="ignore symmetry.flip_signs of the config")
-    options = parser.parse_args()
+    return parser.parse_args()
+
+
+def main(options: argparse.Namespace) -> None:
     if options.overlay:
         overlay = yaml.safe_load(Path(options.overlay).read_text())
         CONFIG["training"].update(overlay.get("training", {}))
@@ -302,5 +305,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    cli_options = parse_options()
     with job_logging(None):  # every training's per-epoch progress on stderr, the tables on stdout
-        main()
+        main(cli_options)

@@ -11,6 +11,7 @@ import re
 import pytest
 import yaml
 
+from flowsim.runs import training_settings
 from tests.workflow.runner import ROOT, TINY_CONFIG, snakemake
 
 PAPER = ROOT / "config" / "paper.yaml"
@@ -117,8 +118,7 @@ def test_trainings_start_longest_first_and_take_the_threads_they_are_given(tmp_p
     priorities = {run: int(p) for run, p in _job_lines(output, "train_flow", "priority").items()}
     assert set(priorities) == set(config["flows"])
     for run, priority in priorities.items():
-        epochs = config["flows"][run].get("training", {}).get("max_epochs", config["training"]["max_epochs"])
-        assert priority == epochs, run
+        assert priority == training_settings(config, run)["max_epochs"], run
     assert max(priorities, key=priorities.get) == "rqs"
     assert set(_job_lines(output, "train_flow", "threads").values()) == {"3"}
     assert set(_job_lines(output, "eval_distances", "threads").values()) == {None}  # one thread

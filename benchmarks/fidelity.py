@@ -51,6 +51,7 @@ import numpy as np
 import torch
 import yaml
 
+from flowsim.config import ConfigError, check_config, merge_config
 from flowsim.data.higgs import FEATURE_COLUMNS
 from flowsim.data.reader import read_higgs
 from flowsim.data.scaling import fit_scaler
@@ -62,6 +63,7 @@ from flowsim.logs import job_logging
 from flowsim.metrics.c2st import C2STSettings, classifier_two_sample_test, tree_two_sample_test
 from flowsim.metrics.distances import ks_distance
 from flowsim.reweighting import ReweightSettings, density_ratio_weights, effective_size, fit_reweighter
+from flowsim.runs import training_settings
 from flowsim.training import TrainConfig, configure_torch, resolve_device, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,11 +112,28 @@ def build_model(name: str) -> torch.nn.Module:
 
 
 def training_config(name: str, seed: int, options) -> TrainConfig:
-    settings = {**CONFIG["training"], **CONFIG["flows"].get(name, {}).get("training", {}), "seed": seed}
+    """The run's training settings as the workflow resolves them (a peer gets the shared ones),
+    with this seed, the device and ``--max-epochs``."""
+    settings = training_settings(CONFIG, name if name in CONFIG["flows"] else None)
+    settings.update(seed=seed, device=str(options.device))
     if options.max_epochs:
         settings["max_epochs"] = options.max_epochs
-    settings["device"] = str(options.device)
     return TrainConfig(**settings)
+
+
+def apply_overlay(path: str) -> None:
+    """Merge the overlay at ``path`` over ``CONFIG`` as the workflow would merge it as a second
+    ``--configfile``, and its ``peers:`` over ``PEER_SIZE``; a wrong key fails here, not after
+    an hour of training."""
+    overlay = yaml.safe_load(Path(path).read_text()) or {}
+    PEER_SIZE.update(overlay.pop("peers", {}))
+    merged = merge_config(CONFIG, overlay)
+    try:
+        check_config(merged)
+    except ConfigError as exc:
+        raise SystemExit(f"overlay {path}: {exc}") from None
+    CONFIG.clear()
+    CONFIG.update(merged)
 
 
 def background_splits(path: str, first_row: int, rows: int) -> dict[str, np.ndarray]:
@@ -237,7 +256,8 @@ def parse_options() -> argparse.Namespace:
     parser.add_argument("--models", nargs="+", default=None, help="default: every run of the config and the peers")
     parser.add_argument("--max-epochs", type=int, default=None)
     parser.add_argument("--reweight", action="store_true")
-    parser.add_argument("--overlay", help="YAML merged over config/config.yaml (flows, training, peers) to try settings")
+    parser.add_argument("--overlay", help="YAML merged over config/config.yaml as a second --configfile would be, "
+                        "checked before any training; its peers: key resizes the zuko peers")
     parser.add_argument("--device", default="auto", help="training and C2ST device (auto: CUDA when present)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--no-symmetry", action="store_true", help="ignore symmetry.flip_signs of the config")
@@ -246,10 +266,7 @@ def parse_options() -> argparse.Namespace:
 
 def main(options: argparse.Namespace) -> None:
     if options.overlay:
-        overlay = yaml.safe_load(Path(options.overlay).read_text())
-        CONFIG["training"].update(overlay.get("training", {}))
-        CONFIG["flows"].update(overlay.get("flows", {}))
-        PEER_SIZE.update(overlay.get("peers", {}))
+        apply_overlay(options.overlay)
     options.models = options.models or [*CONFIG["flows"], *PEERS]
     configure_torch(options.threads)
     device = options.device = resolve_device(options.device)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
+from snakemake.utils import update_config, validate
 
-from flowsim.config import ConfigError, check_config
+from flowsim.config import ConfigError, check_config, merge_config
 from flowsim.data.higgs import DEFAULT_FEATURES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,11 +97,38 @@ def test_symmetry_flips_only_features():
 )
 def test_fidelity_overlays_are_valid_configs(overlay):
     """benchmarks/fidelity.py merges these over the default: a typo must fail here, not on a GPU."""
-    config, extra = default_config(), yaml.safe_load(overlay.read_text())
-    config["training"].update(extra.get("training", {}))
-    config["flows"].update(extra.get("flows", {}))
+    extra = yaml.safe_load(overlay.read_text())
+    extra.pop("peers", None)  # the zuko peers' sizes, not workflow configuration
+    config = merge_config(default_config(), extra)
     validate(config, SCHEMA)
     check_config(config)
+
+
+@pytest.mark.parametrize(
+    "overlay",
+    [
+        *(pytest.param(yaml.safe_load(path.read_text()), id=path.stem)
+          for path in sorted((ROOT / "benchmarks").glob("fidelity-*.yaml"))),
+        pytest.param({"flows": {"rqs": {"params": {"bins": 16}, "training": {"max_epochs": 3}}},
+                      "features": ["m_bb"]}, id="one-parameter-of-a-run"),
+        pytest.param({"analysis": {"lumi_fb": [1.0, 2.0]}, "c2st": 3}, id="values-over-mappings"),
+    ],
+)  # fmt: skip
+def test_merge_config_merges_as_snakemake_merges_a_second_configfile(overlay):
+    base = default_config()
+    expected = copy.deepcopy(base)
+    update_config(expected, overlay)
+    untouched = copy.deepcopy(base)
+    assert merge_config(base, overlay) == expected
+    assert base == untouched
+
+
+def test_merged_config_shares_no_mutable_state_with_its_inputs():
+    base, overlay = {"a": {"b": [1, 2]}}, {"c": {"d": [3]}}
+    merged = merge_config(base, overlay)
+    merged["a"]["b"].append(9)
+    merged["c"]["d"].append(9)
+    assert base == {"a": {"b": [1, 2]}} and overlay == {"c": {"d": [3]}}
 
 
 def test_paper_config_is_valid():
@@ -143,6 +170,33 @@ def test_run_training_overrides_the_shared_settings():
     assert spec.training.lr == 5e-4
     assert spec.training.batch_size == config["training"]["batch_size"]
     assert run_spec(config, "glow").training.lr == config["training"]["lr"]
+
+
+def test_shared_training_settings_serve_models_outside_the_config():
+    from flowsim.runs import training_settings
+
+    config = default_config()
+    config["flows"]["maf"]["training"] = {"lr": 5e-4}
+    shared = training_settings(config, None)
+    assert shared["lr"] == config["training"]["lr"] != 5e-4
+    assert shared["batch_size"] == config["training"]["batch_size"]
+    assert shared["average_epochs"] == 0.0  # TrainConfig's default fills what the config leaves out
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c["training"].update(max_epoch=3), "training.max_epoch"),
+        (lambda c: c["flows"]["rqs"]["training"].update(average_epoch=3.0), "flows.rqs.training.average_epoch"),
+    ],
+)
+def test_unknown_training_settings_are_named(edit, message):
+    from flowsim.runs import run_spec
+
+    config = default_config()
+    edit(config)
+    with pytest.raises(ConfigError, match=re.escape(f"config key '{message}'") + ".*not a training setting"):
+        run_spec(config, "rqs")
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,25 @@ from typing import Any
 
 from flowsim.errors import ConfigError
 
-__all__ = ["ConfigError", "check_config"]
+__all__ = ["ConfigError", "check_config", "merge_config"]
+
+
+def merge_config(config: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """``overlay`` merged over ``config`` as Snakemake merges a later ``--configfile``: mappings
+    key by key, recursively; any other value replaced. Neither argument is changed."""
+    merged = {key: _copied(value) for key, value in config.items()}
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_config(merged[key], value)
+        else:
+            merged[key] = _copied(value)
+    return merged
+
+
+def _copied(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return merge_config(value, {})
+    return list(map(_copied, value)) if isinstance(value, list) else value
 
 
 def check_config(config: Mapping[str, Any]) -> None:

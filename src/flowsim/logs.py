@@ -15,7 +15,8 @@ _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 @contextlib.contextmanager
 def job_logging(log_path: str | os.PathLike[str] | None, level: int = logging.INFO) -> Iterator[None]:
-    """Send log records to ``log_path`` and stderr; record any exception before re-raising it.
+    """Send log records to ``log_path`` and stderr; record any exception before re-raising it
+    (``sys.exit()`` with no or a zero code is a success, not a failure).
 
     Snakemake shows stderr on the terminal and keeps the log file next to the job's outputs,
     so a failure can be read in either place with its full traceback.
@@ -33,6 +34,10 @@ def job_logging(log_path: str | os.PathLike[str] | None, level: int = logging.IN
     root.setLevel(level)
     try:
         yield
+    except SystemExit as exc:  # a deliberate exit: its message says it all, no traceback
+        if exc.code not in (None, 0):
+            logging.getLogger("flowsim").error("job failed: %s", exc.code)
+        raise
     except BaseException:
         logging.getLogger("flowsim").exception("job failed")
         raise

@@ -31,10 +31,12 @@ class RunSpec:
     train_events: int | None = None
 
 
-def training_settings(config: Mapping[str, Any], run: str) -> dict[str, Any]:
-    """The run's merged training settings as a plain dict (all TrainConfig keys)."""
+def training_settings(config: Mapping[str, Any], run: str | None) -> dict[str, Any]:
+    """The run's merged training settings as a plain dict (all TrainConfig keys); with
+    ``run=None`` the shared ones, for a model that is not a run of the config."""
     defaults = {f.name: f.default for f in fields(TrainConfig)}
-    return {**defaults, **config.get("training", {}), **config["flows"][run].get("training", {})}
+    own = config["flows"][run].get("training", {}) if run is not None else {}
+    return {**defaults, **config.get("training", {}), **own}
 
 
 def run_spec(config: Mapping[str, Any], run: str) -> RunSpec:
@@ -42,8 +44,14 @@ def run_spec(config: Mapping[str, Any], run: str) -> RunSpec:
     if run not in config.get("flows", {}):
         raise ConfigError(f"flows.{run}", f"no such run; runs: {sorted(config.get('flows', {}))}")
     entry = config["flows"][run]
+    settings = training_settings(config, run)
+    valid = [f.name for f in fields(TrainConfig)]
+    unknown = sorted(settings.keys() - set(valid))
+    if unknown:
+        where = "training" if unknown[0] in config.get("training", {}) else f"flows.{run}.training"
+        raise ConfigError(f"{where}.{unknown[0]}", f"not a training setting; valid: {', '.join(valid)}")
     try:
-        training = TrainConfig(**training_settings(config, run))
+        training = TrainConfig(**settings)
     except ValueError as exc:
         raise ConfigError(f"flows.{run}.training", str(exc)) from None
     n_generated = entry.get("n_generated", config.get("sampling", {}).get("n_generated", "1x"))

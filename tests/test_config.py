@@ -116,9 +116,8 @@ def test_fidelity_overlays_are_valid_configs(overlay):
 )  # fmt: skip
 def test_merge_config_merges_as_snakemake_merges_a_second_configfile(overlay):
     base = default_config()
-    expected = copy.deepcopy(base)
+    untouched, expected = copy.deepcopy(base), copy.deepcopy(base)
     update_config(expected, overlay)
-    untouched = copy.deepcopy(base)
     assert merge_config(base, overlay) == expected
     assert base == untouched
 

@@ -68,7 +68,6 @@ from flowsim.training import TrainConfig, configure_torch, resolve_device, train
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-FEATURES = list(CONFIG["features"])
 PEERS = ("zuko_maf", "zuko_nsf", "zuko_nsf_coupling")
 
 
@@ -89,13 +88,16 @@ class ZukoFlow(torch.nn.Module):
         return self.flow().sample((n,))
 
 
+#: the sections of the config that the protocol reads, and so an overlay may change
+OVERLAY_SECTIONS = ("flows", "training", "features", "symmetry", "c2st")
+
 #: the peers' sizes (the issue's: 5 transforms of 128×2, 8 bins); an overlay's ``peers:`` changes them
 PEER_SIZE = {"transforms": 5, "hidden": [128, 128], "bins": 8}
 
 
 def build_model(name: str) -> torch.nn.Module:
     """A default run of config/config.yaml by name, or one of the zuko peers."""
-    d = len(FEATURES)
+    d = len(CONFIG["features"])
     if name in CONFIG["flows"]:
         entry = CONFIG["flows"][name]
         return build_flow(entry["model"], d, **entry.get("params", {}))
@@ -127,6 +129,10 @@ def apply_overlay(path: str) -> None:
     an hour of training."""
     overlay = yaml.safe_load(Path(path).read_text()) or {}
     PEER_SIZE.update(overlay.pop("peers", {}))
+    unused = sorted(overlay.keys() - set(OVERLAY_SECTIONS))
+    if unused:  # the protocol fixes the data, the split and the scaling: say so, not ignore them
+        raise SystemExit(f"overlay {path}: section {unused[0]!r} is not read by this benchmark; "
+                         f"an overlay may set {', '.join(OVERLAY_SECTIONS)} and peers")
     merged = merge_config(CONFIG, overlay)
     try:
         check_config(merged)
@@ -139,7 +145,7 @@ def apply_overlay(path: str) -> None:
 def background_splits(path: str, first_row: int, rows: int) -> dict[str, np.ndarray]:
     sample = read_higgs(path, max_rows=first_row + rows)
     # read_higgs splits by class; recover the rows' order within the background by class only
-    columns = [FEATURE_COLUMNS.index(f) for f in FEATURES]
+    columns = [FEATURE_COLUMNS.index(f) for f in CONFIG["features"]]
     n_bkg_before = _background_rows_before(path, first_row) if first_row else 0
     bkg = sample.background[n_bkg_before:][:, columns]
     parts = split_indices(len(bkg), seed=42, label=0, fractions=SplitFractions())
@@ -185,7 +191,7 @@ def evaluate_model(name: str, seed: int, data: dict, scaler, options) -> dict[st
     flow = build_model(name).to(options.device)
     config = training_config(name, seed, options)
     flipped = scaler.odd_features
-    signs = signs_of(FEATURES, flipped).to(options.device)
+    signs = signs_of(CONFIG["features"], flipped).to(options.device)
     x_val = torch.from_numpy(scaled["val"]).to(options.device)
     start = time.perf_counter()
     result = train(
@@ -256,8 +262,9 @@ def parse_options() -> argparse.Namespace:
     parser.add_argument("--models", nargs="+", default=None, help="default: every run of the config and the peers")
     parser.add_argument("--max-epochs", type=int, default=None)
     parser.add_argument("--reweight", action="store_true")
-    parser.add_argument("--overlay", help="YAML merged over config/config.yaml as a second --configfile would be, "
-                        "checked before any training; its peers: key resizes the zuko peers")
+    parser.add_argument("--overlay", help="YAML merged over config/config.yaml as a second --configfile would be "
+                        f"({', '.join(OVERLAY_SECTIONS)}), checked before any training; its peers: key "
+                        "resizes the zuko peers")
     parser.add_argument("--device", default="auto", help="training and C2ST device (auto: CUDA when present)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--no-symmetry", action="store_true", help="ignore symmetry.flip_signs of the config")
@@ -279,7 +286,7 @@ def main(options: argparse.Namespace) -> None:
     print(f"rows {options.first_row}..{options.first_row + options.rows} of {options.csv}: "
           + ", ".join(f"{k} {len(v)}" for k, v in data.items()), flush=True)  # fmt: skip
     flip = [] if options.no_symmetry else CONFIG.get("symmetry", {}).get("flip_signs", [])
-    scaler = fit_scaler(data["train"], FEATURES, "gauss_rank", odd=flip)
+    scaler = fit_scaler(data["train"], CONFIG["features"], "gauss_rank", odd=flip)
     print(f"sign-flip symmetry: {', '.join(flip) or 'none'}")
     scaled_a, scaled_b = (scaler.transform(data[k]).astype(np.float32) for k in ("test_a", "test_b"))
     nulls = [classifier_two_sample_test(scaled_a, scaled_b, settings=c2st_settings(options.device), seed=s, name="null").auc

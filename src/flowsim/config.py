@@ -6,8 +6,9 @@ checks here relate keys to each other and to the file system.
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +20,17 @@ __all__ = ["ConfigError", "check_config", "merge_config"]
 def merge_config(config: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
     """``overlay`` merged over ``config`` as Snakemake merges a later ``--configfile``: mappings
     key by key, recursively; any other value replaced. Neither argument is changed."""
-    merged = {key: _copied(value) for key, value in config.items()}
-    for key, value in overlay.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = merge_config(merged[key], value)
-        else:
-            merged[key] = _copied(value)
+    merged = copy.deepcopy(dict(config))
+    _merge_into(merged, overlay)
     return merged
 
 
-def _copied(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return merge_config(value, {})
-    return list(map(_copied, value)) if isinstance(value, list) else value
+def _merge_into(target: MutableMapping[str, Any], overlay: Mapping[str, Any]) -> None:
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), MutableMapping):
+            _merge_into(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
 
 
 def check_config(config: Mapping[str, Any]) -> None:

@@ -15,6 +15,10 @@ as many events as test_a. Printed per model, mean ± std over seeds:
   test_a vs test_b;
 * the tree C2ST (scikit-learn gradient boosting, data units; ``tree_two_sample_test``) and its
   null;
+* the same tree C2ST of the sample's copula alone (carrying test_b's marginals) and of its
+  marginals alone (on test_b's copula), ``copula_and_marginal_tests``: which of the two is off;
+  and, once per seed, the floor the scaling sets for the marginals: test_b's copula with the
+  marginals of N(0, 1) mapped back through the inverse scaling;
 * the largest per-feature KS distance to test_a, and sampling µs/event;
 
 and, with more than one seed, the same C2STs of the equal-weight ensemble of the seeds' models.
@@ -34,9 +38,9 @@ shown weighted (never instead of the unweighted numbers).
         [--device auto|cpu|cuda] [--threads 2] [--csv FILE] [--no-symmetry]
 
 Overlays tried so far: ``fidelity-long-training.yaml``, ``fidelity-dropout.yaml`` and
-``fidelity-average.yaml`` (CPU), ``fidelity-gpu.yaml`` (GPU-sized runs on all rows:
-``--rows 218291``; its ``peers:`` key resizes the zuko peers). Results and commands:
-``benchmarks/README.md``.
+``fidelity-average.yaml`` (CPU), ``fidelity-all-rows.yaml`` (CPU, all rows: ``--rows
+218291``), ``fidelity-gpu.yaml`` (GPU-sized runs on all rows; its ``peers:`` key resizes the
+zuko peers). Results and commands: ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -60,7 +64,10 @@ from flowsim.flows import build_flow
 from flowsim.flows.jobs import negative_log_likelihood
 from flowsim.flows.symmetry import RandomSignFlip, SignFlipMixture, signs_of, with_mirror_images
 from flowsim.logs import job_logging
-from flowsim.metrics.c2st import C2STSettings, classifier_two_sample_test, tree_two_sample_test
+from flowsim.metrics.c2st import (
+    C2STSettings, classifier_two_sample_test, copula_and_marginal_tests, tree_two_sample_test,
+    with_marginals_of,
+)  # fmt: skip
 from flowsim.metrics.distances import ks_distance
 from flowsim.reweighting import ReweightSettings, density_ratio_weights, effective_size, fit_reweighter
 from flowsim.runs import training_settings
@@ -210,9 +217,11 @@ def evaluate_model(name: str, seed: int, data: dict, scaler, options) -> dict[st
         seed=seed, name=f"c2st {name}",
     )  # fmt: skip
     tree = tree_two_sample_test(data["test_a"], generated, seed=seed)
+    split = copula_and_marginal_tests(data["test_a"], generated, data["test_b"], seed=seed)
     row = {
         "val_nll": result.best_val_loss, "c2st": c2st.auc, "c2st_err": c2st.auc_err,
-        "tree": tree.auc, "tree_err": tree.std, "ks": max_ks(data["test_a"], generated),
+        "tree": tree.auc, "tree_err": tree.std, "tree_copula": split.copula.auc,
+        "tree_marginals": split.marginals.auc, "ks": max_ks(data["test_a"], generated),
         "us": us, "train_s": seconds, "epochs": result.epochs_run,
     }  # fmt: skip
     if options.reweight:
@@ -245,6 +254,14 @@ def evaluate_ensemble(name: str, runs: list[dict], data: dict, scaler, device: t
     row = {"c2st": c2st.auc, "tree": tree.auc, "ks": max_ks(data["test_a"], generated)}
     print(f"  {name} ensemble of {len(runs)}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()), flush=True)
     return row
+
+
+def scaling_floor(data: dict, scaler, seed: int) -> float:
+    """Tree C2ST of test_a against test_b's copula carrying the marginals of N(0, 1) through the
+    inverse scaling: what a flow exact in the scaled space would reach on the marginals alone."""
+    normal = np.random.default_rng(seed).standard_normal(data["test_b"].shape).astype(np.float32)
+    perfect = with_marginals_of(data["test_b"], scaler.inverse(normal))
+    return tree_two_sample_test(data["test_a"], perfect, seed=seed).auc
 
 
 def mean_std(values: list[float]) -> str:
@@ -293,6 +310,9 @@ def main(options: argparse.Namespace) -> None:
              for s in options.seeds]  # fmt: skip
     tree_nulls = [tree_two_sample_test(data["test_a"], data["test_b"], seed=s).auc for s in options.seeds]
     print(f"null (test_a vs test_b): C2ST {mean_std(nulls)}, tree C2ST {mean_std(tree_nulls)}", flush=True)
+    floors = [scaling_floor(data, scaler, s) for s in options.seeds]
+    print("scaling floor (test_b's copula, N(0, 1) marginals scaled back): "
+          f"tree C2ST {mean_std(floors)}", flush=True)  # fmt: skip
 
     rows, ensembles = {}, {}
     for name in options.models:
@@ -304,15 +324,17 @@ def main(options: argparse.Namespace) -> None:
         if len(options.seeds) > 1:
             ensembles[name] = evaluate_ensemble(name, rows[name], data, scaler, options.device)
 
-    columns = ["val NLL", "C2ST AUC", "tree C2ST AUC", "max KS", "µs/event", "train s"]
-    keys = ["val_nll", "c2st", "tree", "ks", "us", "train_s"]
+    columns = ["val NLL", "C2ST AUC", "tree C2ST AUC", "tree C2ST copula", "tree C2ST marginals",
+               "max KS", "µs/event", "train s"]  # fmt: skip
+    keys = ["val_nll", "c2st", "tree", "tree_copula", "tree_marginals", "ks", "us", "train_s"]
     if options.reweight:
         columns += ["tree C2ST weighted", "max KS weighted", "n_eff / n", "clipped"]
         keys += ["tree_w", "ks_w", "n_eff_frac", "clipped"]
         for name, runs in rows.items():
             for r in runs:
                 r["n_eff_frac"] = r["n_eff"] / len(data["test_a"])
-    print(f"\n{len(options.seeds)} seed(s); null: C2ST {mean_std(nulls)}, tree C2ST {mean_std(tree_nulls)}")
+    print(f"\n{len(options.seeds)} seed(s); null: C2ST {mean_std(nulls)}, "
+          f"tree C2ST {mean_std(tree_nulls)}; scaling floor: tree C2ST {mean_std(floors)}")  # fmt: skip
     print("| model | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
     for name, runs in rows.items():

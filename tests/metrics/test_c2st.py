@@ -8,7 +8,10 @@ import numpy as np
 from scipy import stats
 import pytest
 
-from flowsim.metrics.c2st import C2STSettings, classifier_two_sample_test, tree_two_sample_test
+from flowsim.metrics.c2st import (
+    C2STSettings, classifier_two_sample_test, copula_and_marginal_tests, tree_two_sample_test,
+    with_marginals_of,
+)  # fmt: skip
 
 SETTINGS = C2STSettings(
     hidden=32, residual_blocks=1, dropout=0.0,
@@ -88,3 +91,48 @@ def test_tree_c2st_of_an_exactly_reweighted_candidate_is_one_half():
     weighted = tree_two_sample_test(reference, candidate, candidate_weights=weights, seed=3)
     assert unweighted.auc > 0.6
     assert abs(weighted.auc - 0.5) < 4 * weighted.std
+
+
+def _correlated_normals(rng: np.random.Generator, n: int, rho: float) -> np.ndarray:
+    return rng.multivariate_normal([0.0, 0.0], [[1.0, rho], [rho, 1.0]], size=n)
+
+
+def test_with_marginals_of_keeps_the_ranks_and_takes_the_donors_values():
+    rng = np.random.default_rng(4)
+    sample, donor = _correlated_normals(rng, 3000, 0.8), rng.exponential(size=(3000, 2))
+    swapped = with_marginals_of(sample, donor)
+    for j in range(2):
+        np.testing.assert_array_equal(stats.rankdata(swapped[:, j]), stats.rankdata(sample[:, j]))
+        np.testing.assert_array_equal(np.sort(swapped[:, j]), np.sort(donor[:, j]))
+
+
+def test_with_marginals_of_keeps_the_gaussian_copulas_kendall_tau():
+    # Kendall's tau of a Gaussian copula is (2/π) arcsin ρ, whatever the marginals; a donor twice
+    # the sample's size still hands over its distribution (exponential) through order statistics
+    rng = np.random.default_rng(5)
+    rho = 0.8
+    swapped = with_marginals_of(_correlated_normals(rng, 4000, rho), rng.exponential(size=(8000, 2)))
+    tau = stats.kendalltau(swapped[:, 0], swapped[:, 1]).statistic
+    assert tau == pytest.approx(2 / math.pi * math.asin(rho), abs=0.02)
+    for j in range(2):
+        assert stats.kstest(swapped[:, j], "expon").pvalue > 1e-3
+
+
+def test_with_marginals_of_names_mismatched_shapes():
+    with pytest.raises(ValueError, match=r"\(10, 2\) and \(10, 3\)"):
+        with_marginals_of(np.zeros((10, 2)), np.zeros((10, 3)))
+
+
+def test_copula_and_marginal_tests_tell_wrong_marginals_from_wrong_correlations():
+    rng = np.random.default_rng(6)
+    reference, baseline = _correlated_normals(rng, 4000, 0.8), _correlated_normals(rng, 4000, 0.8)
+    # a monotone map of each coordinate changes the marginals and keeps the copula exactly
+    stretched = _correlated_normals(rng, 4000, 0.8) * [1.0, 1.6] + [0.0, 0.4]
+    split = copula_and_marginal_tests(reference, stretched, baseline, seed=1)
+    assert abs(split.copula.auc - 0.5) < 4 * split.copula.std
+    assert split.marginals.auc > 0.6
+    # independent normals: right marginals, wrong correlation
+    independent = rng.normal(size=(4000, 2))
+    split = copula_and_marginal_tests(reference, independent, baseline, seed=1)
+    assert split.copula.auc > 0.7
+    assert abs(split.marginals.auc - 0.5) < 4 * split.marginals.std

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from flowsim.metrics.copula import copula_pair_chi2, pair_chi2_dof, worst_pairs
+from flowsim import io
+from flowsim.metrics.copula import (
+    PAIR_TSV_COLUMNS, copula_pair_chi2, copula_pair_table, pair_chi2_dof, worst_pairs, write_copula_pairs_tsv,
+)  # fmt: skip
 
 
 def correlated_gaussian(n: int, rho01: float, seed: int) -> np.ndarray:
@@ -59,6 +62,23 @@ def test_ties_are_broken_at_random_not_in_order_of_appearance():
     a, b = (np.column_stack([rng.integers(0, 3, 20_000), rng.normal(size=20_000)]) for _ in range(2))
     b = b[np.argsort(b[:, 1])]
     assert copula_pair_chi2(a, b)[0, 1] < stats.chi2.ppf(0.9999, pair_chi2_dof(8))
+
+
+def test_pair_table_puts_the_worst_pair_first_next_to_its_mc_baseline(tmp_path):
+    reference, baseline = correlated_gaussian(20_000, 0.5, 10), correlated_gaussian(20_000, 0.5, 11)
+    candidate = correlated_gaussian(20_000, 0.7, 12)
+    rows = copula_pair_table(reference, candidate, baseline, ["a", "b", "c", "d"], bins=6, seed=3)
+    assert len(rows) == 6 and [r.chi2 for r in rows] == sorted((r.chi2 for r in rows), reverse=True)
+    assert (rows[0].feature_1, rows[0].feature_2) == ("a", "b") and rows[0].dof == 25
+    np.testing.assert_allclose(rows[0].baseline, copula_pair_chi2(reference, baseline, bins=6, seed=3)[0, 1])
+    assert rows[0].chi2 > 10 * rows[0].baseline
+    path = tmp_path / "copula_pairs.tsv"
+    write_copula_pairs_tsv(path, rows)
+    table = io.read_tsv(path)
+    assert tuple(table[0]) == PAIR_TSV_COLUMNS and len(table) == 6
+    assert float(table[0]["chi2"]) == rows[0].chi2 and table[0]["feature_2"] == "b"
+    with pytest.raises(ValueError, match="3 feature names for 4 columns"):
+        copula_pair_table(reference, candidate, baseline, ["a", "b", "c"])
 
 
 @pytest.mark.parametrize(

@@ -218,6 +218,17 @@ def test_hdr_levels_by_hand():
     assert D.hdr_levels(np.zeros((2, 2)), [0.5]).size == 0
 
 
+def test_plot_copula_pairs(tmp_path, rng, check_png):
+    from flowsim.metrics.copula import copula_pair_table
+
+    mc, gen, mc_b = _events(rng, 4000), _events(rng, 4000, scale=1.3), _events(rng, 4000)
+    rows = copula_pair_table(mc, gen, mc_b, FEATURES)
+    D.plot_copula_pairs(rows, FEATURES, tmp_path / "copula_pairs.png")
+    check_png(tmp_path / "copula_pairs.png", min_kb=20)
+    with pytest.raises(ValueError, match="not among"):
+        D.plot_copula_pairs(rows, FEATURES[:3], tmp_path / "c.png")
+
+
 def test_plot_corner(tmp_path, rng, check_png):
     mc, gen = _events(rng, 3000), _events(rng, 3000)
     mc[:, 4] = mc[:, 0] * 2 + 0.05 * rng.normal(size=3000)

@@ -6,12 +6,13 @@ import math
 
 from flowsim import io
 from flowsim.evaluation import C2ST_ROWS
+from flowsim.metrics.copula import PAIR_TSV_COLUMNS
 from flowsim.summary import SUMMARY_COLUMNS
 from flowsim.metrics.distances import METRICS
 
 RUNS = ("tiny_maf", "tiny_mademog")
-PLOTS = ("distances", "features_linear", "features_log", "corner", "c2st_roc", "c2st_scores",
-         "c2st_loss", "density_ratio", "ratio_tails")  # fmt: skip
+PLOTS = ("distances", "features_linear", "features_log", "corner", "copula_pairs", "c2st_roc",
+         "c2st_scores", "c2st_loss", "density_ratio", "ratio_tails")  # fmt: skip
 
 
 def test_distances_table_has_every_feature_metric_and_the_mean(tiny_run):
@@ -22,6 +23,15 @@ def test_distances_table_has_every_feature_metric_and_the_mean(tiny_run):
         assert {("mean", m) for m in METRICS} <= metrics
         assert len(rows) == 4 * 18 + 4
         assert all(float(r["value"]) >= 0 and float(r["baseline"]) >= 0 for r in rows)
+
+
+def test_copula_pairs_table_has_every_pair_worst_first(tiny_run):
+    for run in RUNS:
+        rows = io.read_tsv(tiny_run / f"results/eval/{run}/copula_pairs.tsv")
+        assert tuple(rows[0]) == PAIR_TSV_COLUMNS and len(rows) == 18 * 17 // 2
+        chi2 = [float(r["chi2"]) for r in rows]
+        assert chi2 == sorted(chi2, reverse=True) and {r["dof"] for r in rows} == {"49"}
+        assert all(float(r["baseline"]) > 0 for r in rows)
 
 
 def test_c2st_table_rows_and_null(tiny_run):

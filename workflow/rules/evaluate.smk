@@ -36,6 +36,14 @@ rule eval_distances:
             caption="../report/corner.rst",
             labels={"run": "{run}", "figure": "correlated pairs"},
         ),
+        copula_table="results/eval/{run}/copula_pairs.tsv",
+        copula=report(
+            "results/eval/{run}/copula_pairs.png",
+            category="Sample quality",
+            subcategory="{run}",
+            caption="../report/copula_pairs.rst",
+            labels={"run": "{run}", "figure": "copula per pair"},
+        ),
     params:
         features=config["features"],
         n_bins=config["evaluation"]["n_bins"],

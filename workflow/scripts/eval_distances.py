@@ -1,4 +1,4 @@
-"""Job script of rule eval_distances: per-feature distances to MC and distribution plots."""
+"""Job script of rule eval_distances: per-feature distances and pair copulas against MC, and plots."""
 
 from flowsim.evaluation import eval_distances_job
 from flowsim.logs import job_logging
@@ -17,5 +17,7 @@ with job_logging(snakemake.log[0]):
         linear_plot=snakemake.output.linear,
         log_plot=snakemake.output.log,
         corner_plot=snakemake.output.corner,
+        copula_table_out=snakemake.output.copula_table,
+        copula_plot=snakemake.output.copula,
         n_jobs=snakemake.threads,
     )

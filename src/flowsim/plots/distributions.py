@@ -38,6 +38,7 @@ from matplotlib.patches import Patch
 
 from flowsim.arrays import finite_sample
 from flowsim.data.higgs import FEATURE_COLUMNS
+from flowsim.metrics.copula import PairRow
 from flowsim.metrics.distances import METRICS, DistanceRow, reference_binning
 from flowsim.plots.style import hep_style, save_figure
 
@@ -58,6 +59,7 @@ __all__ = [
     "hdr_levels",
     "normalised_hist",
     "plot_all_features",
+    "plot_copula_pairs",
     "plot_corner",
     "plot_distance_summary",
     "plot_feature_comparison",
@@ -772,6 +774,50 @@ def plot_corner(
             fig.tight_layout()
             save_figure(fig, path)
     return pairs
+
+
+def plot_copula_pairs(
+    rows: Sequence[PairRow],
+    features: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    n_marked: int = 3,
+    gen_label: str = "generated vs MC test_a",
+    baseline_label: str = "MC test_b vs MC test_a",
+) -> None:
+    """Every feature pair's copula χ²/dof (:mod:`flowsim.metrics.copula`) as one matrix: the
+    generated sample below the diagonal, the MC baseline above it, on one colour scale from 0
+    to at least 2 (1 is what two samples of one distribution average). The ``n_marked`` worst
+    pairs carry their value."""
+    features = _check_features(features)
+    index = {name: k for k, name in enumerate(features)}
+    unknown = sorted({name for r in rows for name in r[:2]} - index.keys())
+    if unknown:
+        raise ValueError(f"pairs name features {unknown} that are not among {features}")
+    matrix = np.full((len(features), len(features)), np.nan)
+    for r in rows:
+        lo, hi = sorted((index[r.feature_1], index[r.feature_2]))
+        matrix[hi, lo] = r.chi2 / r.dof  # below the diagonal: generated
+        matrix[lo, hi] = r.baseline / r.dof  # above: MC vs MC
+    vmax = max(2.0, float(np.nanmax(matrix))) if rows else 2.0
+    labels = [feature_label(f, unit=False) for f in features]
+    size = 4.0 + 0.45 * len(features)
+    with hep_style(), plt.rc_context({"font.size": 14}):
+        fig, ax = plt.subplots(figsize=(size + 1.5, size))
+        with _closing(fig):
+            image = ax.imshow(matrix, cmap="magma_r", vmin=0.0, vmax=vmax, interpolation="nearest")
+            for r in list(rows)[:n_marked]:
+                lo, hi = sorted((index[r.feature_1], index[r.feature_2]))
+                value = r.chi2 / r.dof
+                ax.text(lo, hi, f"{value:.1f}", ha="center", va="center", fontsize=9,
+                        color="white" if value > 0.6 * vmax else "black")
+            ax.set_xticks(range(len(features)), labels, rotation=90, fontsize=11)
+            ax.set_yticks(range(len(features)), labels, fontsize=11)
+            ax.tick_params(which="minor", length=0)
+            ax.set_title(f"below the diagonal: {gen_label}\nabove: {baseline_label}", fontsize=13)
+            fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04,
+                         label=r"copula $\chi^2$ / dof (8 $\times$ 8 rank cells)")
+            save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------

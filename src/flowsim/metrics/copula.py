@@ -86,11 +86,16 @@ def copula_pair_chi2(reference: np.ndarray, candidate: np.ndarray, *, bins: int 
     return chi2
 
 
+def _pairs_worst_first(chi2: np.ndarray) -> list[tuple[int, int]]:
+    """Every pair (i < j) of a χ² matrix, the largest χ² first (ties in (i, j) order)."""
+    i, j = np.triu_indices(len(chi2), 1)
+    order = np.argsort(-chi2[i, j], kind="stable")
+    return [(int(i[k]), int(j[k])) for k in order]
+
+
 def worst_pairs(chi2: np.ndarray, features: Sequence[str], k: int = 3) -> list[tuple[str, str, float]]:
     """The k pairs with the largest χ², largest first, as (feature, feature, χ²)."""
-    i, j = np.triu_indices(len(features), 1)
-    top = np.argsort(chi2[i, j])[::-1][:k]
-    return [(features[i[t]], features[j[t]], float(chi2[i[t], j[t]])) for t in top]
+    return [(features[i], features[j], float(chi2[i, j])) for i, j in _pairs_worst_first(chi2)[:k]]
 
 
 def copula_pair_table(
@@ -108,11 +113,10 @@ def copula_pair_table(
         raise ValueError(f"{len(features)} feature names for {np.shape(reference)[1]} columns")
     chi2 = copula_pair_chi2(reference, candidate, bins=bins, seed=seed)
     base = copula_pair_chi2(reference, baseline, bins=bins, seed=seed)
-    i, j = np.triu_indices(len(features), 1)
-    order = np.argsort(-chi2[i, j], kind="stable")
+    dof = pair_chi2_dof(bins)
     return [
-        PairRow(features[i[k]], features[j[k]], float(chi2[i[k], j[k]]), float(base[i[k], j[k]]), pair_chi2_dof(bins))
-        for k in order
+        PairRow(features[i], features[j], float(chi2[i, j]), float(base[i, j]), dof)
+        for i, j in _pairs_worst_first(chi2)
     ]  # fmt: skip
 
 

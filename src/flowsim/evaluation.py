@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,7 +25,7 @@ import numpy as np
 from flowsim import io
 from flowsim.data.scaling import Scaler, load_scaler
 from flowsim.metrics.c2st import C2STResult, C2STSettings, classifier_two_sample_test, tree_two_sample_test
-from flowsim.metrics.copula import copula_pair_table, write_copula_pairs_tsv
+from flowsim.metrics.copula import copula_pair_table, mean_chi2_per_dof, write_copula_pairs_tsv
 from flowsim.metrics.distances import distance_table, ks_distance, write_distances_tsv
 from flowsim.metrics.roc import density_ratio, roc_curve
 from flowsim.plots.training import plot_history
@@ -115,7 +114,7 @@ def eval_distances_job(
     pairs = copula_pair_table(mc_a, gen, mc_b, features, seed=seed)
     write_copula_pairs_tsv(copula_table_out, pairs)
     if pairs:
-        mean_gen, mean_base = (statistics.fmean(getattr(r, k) / r.dof for r in pairs) for k in ("chi2", "baseline"))
+        mean_gen, mean_base = mean_chi2_per_dof(pairs)
         log.info("copula chi2/dof over %d pairs: %.3f (MC baseline %.3f); worst: %s", len(pairs), mean_gen,
                  mean_base, ", ".join(f"{r.feature_1}-{r.feature_2} {r.chi2 / r.dof:.2f}" for r in pairs[:3]))
     plot_copula_pairs(pairs, features, copula_plot)

@@ -1,7 +1,8 @@
 """The summary tables: one row per flow run, from training to the analysis; one per study point.
 
 Columns: the run and its model, the validation NLL and best epoch, the C2ST AUC with its error
-and the MC-vs-MC null, the mean per-feature distances with their MC baselines, the sampling speed,
+and the MC-vs-MC null, the mean per-feature distances with their MC baselines, the mean copula χ²/dof
+over feature pairs with its MC baseline (:mod:`flowsim.metrics.copula`), the sampling speed,
 and from the luminosity scans the largest ML pull of the fitted signal strength and the largest
 shift of the ML expected limit (see :func:`flowsim.analysis.results.largest_deviations`).
 """
@@ -17,6 +18,7 @@ from typing import Any
 from flowsim import io
 from flowsim.analysis.results import PointResult, largest_deviations
 from flowsim.flows.persist import read_model_file
+from flowsim.metrics.copula import mean_chi2_per_dof, read_copula_pairs_tsv
 from flowsim.metrics.distances import METRICS
 from flowsim.studies import (
     STUDY_SUMMARY_COLUMNS,
@@ -36,6 +38,7 @@ SUMMARY_COLUMNS = (
     "run", "model", "val_nll", "best_epoch", "c2st_auc", "c2st_auc_err", "c2st_auc_null",
     "c2st_auc_null_err",
     *[f"{m}_{kind}" for m in METRICS for kind in ("mean", "baseline")],
+    "copula_chi2_dof_mean", "copula_chi2_dof_baseline",
     "us_per_event", "max_mu_pull", "max_mu_pull_at", "max_ul_shift", "max_ul_shift_at",
 )  # fmt: skip
 #: Columns of a study's points table: the study's coordinates, then the run's figures.
@@ -43,7 +46,7 @@ STUDY_POINT_COLUMNS = (
     "study", "run", "base", "model", "scan", "value", "x", "seed", "n_train", "val_nll",
     "best_epoch", "epochs_run", "train_seconds", "c2st_auc", "c2st_auc_err", "c2st_auc_null",
     "c2st_auc_null_err", *[f"{m}_{kind}" for m in METRICS for kind in ("mean", "baseline")],
-    "us_per_event",
+    "copula_chi2_dof_mean", "copula_chi2_dof_baseline", "us_per_event",
 )  # fmt: skip
 
 
@@ -70,7 +73,8 @@ def run_row(run: str, files: Mapping[str, PathLike]) -> dict[str, Any]:
     """A run's training, C2ST, distance and sampling figures (every summary column but the
     analysis ones), plus ``n_train``, ``epochs_run`` and ``train_seconds``.
 
-    ``files``: the run's ``model``, ``history``, ``c2st``, ``distances`` and ``sampling``.
+    ``files``: the run's ``model``, ``history``, ``c2st``, ``distances``, ``copula_pairs`` and
+    ``sampling``.
     """
     info = read_model_file(files["model"])
     history = io.read_tsv(files["history"])
@@ -96,13 +100,15 @@ def run_row(run: str, files: Mapping[str, PathLike]) -> dict[str, Any]:
         mean = distances[("mean", metric)]
         row[f"{metric}_mean"] = float(mean["value"])
         row[f"{metric}_baseline"] = float(mean["baseline"])
+    pairs = read_copula_pairs_tsv(files["copula_pairs"])
+    row["copula_chi2_dof_mean"], row["copula_chi2_dof_baseline"] = mean_chi2_per_dof(pairs)
     return row
 
 
 def summary_job(runs: Mapping[str, Mapping[str, PathLike]], out: PathLike) -> list[dict[str, Any]]:
-    """One row per run: validation NLL, C2ST AUC ± error and null, mean distances, sampling speed,
-    and the analysis: the largest |μ̂ − 1|/σ of the ML background and the largest shift of its
-    expected limit from the MC reference, in units of the MC ±1σ band (see
+    """One row per run: validation NLL, C2ST AUC ± error and null, mean distances, mean copula
+    χ²/dof, sampling speed, and the analysis: the largest |μ̂ − 1|/σ of the ML background and
+    the largest shift of its expected limit from the MC reference, in units of the MC ±1σ band (see
     :func:`flowsim.analysis.scan.largest_deviations`), each with where it occurs.
 
     ``runs`` maps a run name to its files: those of :func:`run_row` and ``scans`` (the run's

@@ -8,7 +8,8 @@ from scipy import stats
 
 from flowsim import io
 from flowsim.metrics.copula import (
-    PAIR_TSV_COLUMNS, copula_pair_chi2, copula_pair_table, pair_chi2_dof, worst_pairs, write_copula_pairs_tsv,
+    PAIR_TSV_COLUMNS, PairRow, copula_pair_chi2, copula_pair_table, mean_chi2_per_dof, pair_chi2_dof,
+    read_copula_pairs_tsv, worst_pairs, write_copula_pairs_tsv,
 )  # fmt: skip
 
 
@@ -77,8 +78,15 @@ def test_pair_table_puts_the_worst_pair_first_next_to_its_mc_baseline(tmp_path):
     table = io.read_tsv(path)
     assert tuple(table[0]) == PAIR_TSV_COLUMNS and len(table) == 6
     assert float(table[0]["chi2"]) == rows[0].chi2 and table[0]["feature_2"] == "b"
+    assert read_copula_pairs_tsv(path) == rows
     with pytest.raises(ValueError, match="3 feature names for 4 columns"):
         copula_pair_table(reference, candidate, baseline, ["a", "b", "c"])
+
+
+def test_mean_chi2_per_dof_averages_each_pair_over_its_own_dof():
+    rows = [PairRow("a", "b", 98.0, 49.0, 49), PairRow("a", "c", 50.0, 75.0, 25)]
+    assert mean_chi2_per_dof(rows) == pytest.approx(((98 / 49 + 50 / 25) / 2, (49 / 49 + 75 / 25) / 2))
+    assert all(np.isnan(mean_chi2_per_dof([])))
 
 
 @pytest.mark.parametrize(

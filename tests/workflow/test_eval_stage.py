@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pytest
+
 from flowsim import io
 from flowsim.evaluation import C2ST_ROWS
 from flowsim.metrics.copula import PAIR_TSV_COLUMNS
@@ -57,3 +60,7 @@ def test_summary_has_one_row_per_run(tiny_run):
     assert [r["run"] for r in rows] == list(RUNS)
     for row in rows:
         assert math.isfinite(float(row["val_nll"])) and float(row["us_per_event"]) > 0
+        pairs = io.read_tsv(tiny_run / f"results/eval/{row['run']}/copula_pairs.tsv")
+        for column, kind in (("copula_chi2_dof_mean", "chi2"), ("copula_chi2_dof_baseline", "baseline")):
+            expected = np.mean([float(p[kind]) / float(p["dof"]) for p in pairs])
+            assert float(row[column]) == pytest.approx(expected), column

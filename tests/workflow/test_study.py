@@ -60,6 +60,9 @@ def test_points_table_has_one_row_per_run_with_its_own_results(study_run):
         assert model["metadata"]["training"]["seed"] == int(row["seed"])
         c2st = {r["metric"]: r for r in io.read_tsv(workdir / f"results/eval/{row['run']}/c2st.tsv")}
         assert float(row["c2st_auc"]) == pytest.approx(float(c2st["auc"]["value"]))
+        pairs = io.read_tsv(workdir / f"results/eval/{row['run']}/copula_pairs.tsv")
+        expected = np.mean([float(p["chi2"]) / float(p["dof"]) for p in pairs])
+        assert float(row["copula_chi2_dof_mean"]) == pytest.approx(expected)
     # other seeds, other models
     assert rows[0]["val_nll"] != rows[1]["val_nll"] and rows[2]["val_nll"] != rows[3]["val_nll"]
 

@@ -120,6 +120,7 @@ def run_files(run):
         "sampling": f"results/flows/{run}/sampling.tsv",
         "c2st": f"results/eval/{run}/c2st.tsv",
         "distances": f"results/eval/{run}/distances.tsv",
+        "copula_pairs": f"results/eval/{run}/copula_pairs.tsv",
     }
 
 

@@ -18,6 +18,7 @@ whole. As for the per-feature distances, the same statistic between two independ
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -27,8 +28,8 @@ import numpy as np
 from flowsim import io
 
 __all__ = [
-    "PAIR_TSV_COLUMNS", "PairRow", "copula_cells", "copula_pair_chi2", "copula_pair_table", "pair_chi2_dof",
-    "worst_pairs", "write_copula_pairs_tsv",
+    "PAIR_TSV_COLUMNS", "PairRow", "copula_cells", "copula_pair_chi2", "copula_pair_table", "mean_chi2_per_dof",
+    "pair_chi2_dof", "read_copula_pairs_tsv", "worst_pairs", "write_copula_pairs_tsv",
 ]  # fmt: skip
 
 #: columns of ``copula_pairs.tsv``
@@ -123,3 +124,20 @@ def copula_pair_table(
 def write_copula_pairs_tsv(path: str | os.PathLike[str], rows: Sequence[PairRow]) -> None:
     """``copula_pairs.tsv``: one line per pair, columns :data:`PAIR_TSV_COLUMNS`, atomically."""
     io.write_tsv(path, [r._asdict() for r in rows], PAIR_TSV_COLUMNS)
+
+
+def read_copula_pairs_tsv(path: str | os.PathLike[str]) -> list[PairRow]:
+    """The rows of a ``copula_pairs.tsv`` written by :func:`write_copula_pairs_tsv`."""
+    return [
+        PairRow(r["feature_1"], r["feature_2"], float(r["chi2"]), float(r["baseline"]), int(r["dof"]))
+        for r in io.read_tsv(path)
+    ]
+
+
+def mean_chi2_per_dof(rows: Sequence[PairRow]) -> tuple[float, float]:
+    """Mean over pairs of χ²/dof for the candidate and for the MC baseline; 1 is the null's
+    expectation. (NaN, NaN) when there are no pairs (a single feature)."""
+    if not rows:
+        return math.nan, math.nan
+    n = len(rows)
+    return (math.fsum(r.chi2 / r.dof for r in rows) / n, math.fsum(r.baseline / r.dof for r in rows) / n)

@@ -18,18 +18,20 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from flowsim import io
 from flowsim.data.scaling import Scaler, load_scaler
-from flowsim.metrics.c2st import C2STResult, C2STSettings, classifier_two_sample_test, tree_two_sample_test
 from flowsim.metrics.copula import copula_pair_table, mean_chi2_per_dof, write_copula_pairs_tsv
 from flowsim.metrics.distances import distance_table, ks_distance, write_distances_tsv
 from flowsim.metrics.roc import density_ratio, roc_curve
-from flowsim.plots.training import plot_history
-from flowsim.training import write_history
+
+# The classifiers need torch (~1.5 s to import); the distances job does not, so the jobs that
+# train a classifier import them themselves.
+if TYPE_CHECKING:
+    from flowsim.metrics.c2st import C2STResult
 
 __all__ = ["C2ST_ROWS", "WEIGHTED_COLUMNS", "c2st_job", "c2st_null_job", "eval_distances_job", "eval_weighted_job"]
 
@@ -51,6 +53,7 @@ def eval_weighted_job(
     the largest and the mean per-feature KS distance, and the number of events (effective
     number (Σw)²/Σw² when weighted). Plot: every feature, MC vs the weighted sample.
     """
+    from flowsim.metrics.c2st import tree_two_sample_test
     from flowsim.plots.distributions import plot_feature_grid
     from flowsim.reweighting import WEIGHT_BRANCH, effective_size
 
@@ -133,6 +136,8 @@ def _read_pair(
 
 
 def _run_c2st(reference: np.ndarray, candidate: np.ndarray, section: Mapping[str, Any], name: str) -> C2STResult:
+    from flowsim.metrics.c2st import C2STSettings, classifier_two_sample_test
+
     settings = {k: v for k, v in section.items() if k != "seed"}
     return classifier_two_sample_test(
         reference, candidate, settings=C2STSettings.from_mapping(settings), seed=section.get("seed", 0), name=name
@@ -179,6 +184,8 @@ def c2st_job(
 ) -> None:
     """C2ST of MC test_a (label 0) vs the run's generated events (label 1), with its plots."""
     from flowsim.plots.c2st import plot_density_ratio, plot_ratio_tails, plot_roc, plot_score_distributions
+    from flowsim.plots.training import plot_history
+    from flowsim.training import write_history
 
     scaler_obj, mc, generated_events = _read_pair(scaler, test_a, generated)
     result = _run_c2st(

@@ -11,6 +11,7 @@ from flowsim.flows.transforms import (
     LULinearTransform,
     PermutationTransform,
     make_permutation,
+    stack_blocks,
 )
 
 
@@ -94,3 +95,20 @@ def test_permutations():
         make_permutation("shuffle", 5)
     with pytest.raises(ValueError, match="perm"):
         PermutationTransform(torch.tensor([0, 0, 1]))
+
+
+@pytest.mark.parametrize(
+    "batch_norm, mix_first, layout",
+    [
+        (False, False, "B P B P B"),
+        (True, False, "B N P B N P B"),
+        (False, True, "P B P B P B"),
+        (True, True, "N P B N P B N P B"),
+    ],
+)  # fmt: skip
+def test_stack_blocks_puts_the_mixing_between_blocks(batch_norm, mix_first, layout):
+    codes = {PermutationTransform: "P", BatchNormTransform: "N", torch.nn.Identity: "B"}
+    layers = stack_blocks(torch.nn.Identity, 4, 3, batch_norm, "reverse", mix_first=mix_first)
+    assert " ".join(codes[type(layer)] for layer in layers) == layout
+    with pytest.raises(ValueError, match="blocks"):
+        stack_blocks(torch.nn.Identity, 4, 0, batch_norm, "reverse")

@@ -6,9 +6,9 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .base import Flow, check_bool, check_choice, check_float, check_int
+from .base import Flow, check_float, check_int
 from .nets import ResidualMLP
-from .transforms import PERMUTATIONS, BatchNormTransform, make_permutation
+from .transforms import stack_blocks
 
 __all__ = ["AffineCouplingTransform", "Glow"]
 
@@ -116,17 +116,10 @@ class Glow(Flow):
         scale_bound: float = 3.0,
     ):
         check_int("n_features", n_features, minimum=2)
-        blocks = check_int("blocks", blocks)
-        batch_norm = check_bool("batch_norm", batch_norm)
-        permutation = check_choice("permutation", permutation, PERMUTATIONS)
-        layers: list[nn.Module] = []
-        for _ in range(blocks):
-            if batch_norm:
-                layers.append(BatchNormTransform(n_features))
-            layers.append(make_permutation(permutation, n_features))
-            layers.append(
-                AffineCouplingTransform(
-                    n_features, hidden, residual_blocks, activation, dropout, scale_bound
-                )
-            )
+        layers = stack_blocks(
+            lambda: AffineCouplingTransform(
+                n_features, hidden, residual_blocks, activation, dropout, scale_bound
+            ),
+            n_features, blocks, batch_norm, permutation, mix_first=True,
+        )  # fmt: skip
         super().__init__(n_features, layers)

@@ -6,9 +6,9 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .base import Flow, check_bool, check_choice, check_float, check_int
+from .base import Flow, check_float
 from .made import ResidualMADE
-from .transforms import PERMUTATIONS, BatchNormTransform, make_permutation
+from .transforms import stack_blocks
 
 __all__ = ["MAF", "MaskedAffineTransform", "maf_transforms"]
 
@@ -79,21 +79,10 @@ def maf_transforms(
     scale_bound: float,
 ) -> list[nn.Module]:
     """The layers of a MAF: ``blocks`` MADE blocks, with [batch norm +] a mixing layer between."""
-    blocks = check_int("blocks", blocks)
-    batch_norm = check_bool("batch_norm", batch_norm)
-    permutation = check_choice("permutation", permutation, PERMUTATIONS)
-    layers: list[nn.Module] = []
-    for i in range(blocks):
-        if i > 0:
-            if batch_norm:
-                layers.append(BatchNormTransform(n_features))
-            layers.append(make_permutation(permutation, n_features))
-        layers.append(
-            MaskedAffineTransform(
-                n_features, hidden, residual_blocks, activation, dropout, scale_bound
-            )
-        )
-    return layers
+    return stack_blocks(
+        lambda: MaskedAffineTransform(n_features, hidden, residual_blocks, activation, dropout, scale_bound),
+        n_features, blocks, batch_norm, permutation,
+    )  # fmt: skip
 
 
 class MAF(Flow):

@@ -6,10 +6,10 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .base import Flow, check_bool, check_choice, check_float, check_int
+from .base import Flow, check_float, check_int
 from .nets import ResidualMLP
 from .splines import rational_quadratic_spline
-from .transforms import PERMUTATIONS, BatchNormTransform, make_permutation
+from .transforms import stack_blocks
 
 __all__ = ["NSFCoupling", "RQSCouplingTransform"]
 
@@ -122,17 +122,10 @@ class NSFCoupling(Flow):
         permutation: str = "lu",
     ):
         check_int("n_features", n_features, minimum=2)
-        blocks = check_int("blocks", blocks)
-        batch_norm = check_bool("batch_norm", batch_norm)
-        permutation = check_choice("permutation", permutation, PERMUTATIONS)
-        layers: list[nn.Module] = []
-        for _ in range(blocks):
-            if batch_norm:
-                layers.append(BatchNormTransform(n_features))
-            layers.append(make_permutation(permutation, n_features))
-            layers.append(
-                RQSCouplingTransform(
-                    n_features, bins, tail_bound, hidden, residual_blocks, activation, dropout
-                )
-            )
+        layers = stack_blocks(
+            lambda: RQSCouplingTransform(
+                n_features, bins, tail_bound, hidden, residual_blocks, activation, dropout
+            ),
+            n_features, blocks, batch_norm, permutation, mix_first=True,
+        )  # fmt: skip
         super().__init__(n_features, layers)

@@ -6,10 +6,10 @@ import torch  # noqa: F401  (used by the docstring example)
 import torch.nn as nn
 from torch import Tensor
 
-from .base import Flow, check_bool, check_choice, check_float, check_int
+from .base import Flow, check_float, check_int
 from .made import ResidualMADE
 from .splines import rational_quadratic_spline
-from .transforms import PERMUTATIONS, BatchNormTransform, make_permutation
+from .transforms import stack_blocks
 
 __all__ = ["MaskedRQSTransform", "RQS"]
 
@@ -112,18 +112,10 @@ class RQS(Flow):
         batch_norm: bool = False,
         permutation: str = "reverse",
     ):
-        blocks = check_int("blocks", blocks)
-        batch_norm = check_bool("batch_norm", batch_norm)
-        permutation = check_choice("permutation", permutation, PERMUTATIONS)
-        layers: list[nn.Module] = []
-        for i in range(blocks):
-            if i > 0:
-                if batch_norm:
-                    layers.append(BatchNormTransform(n_features))
-                layers.append(make_permutation(permutation, n_features))
-            layers.append(
-                MaskedRQSTransform(
-                    n_features, bins, tail_bound, hidden, residual_blocks, activation, dropout
-                )
-            )
+        layers = stack_blocks(
+            lambda: MaskedRQSTransform(
+                n_features, bins, tail_bound, hidden, residual_blocks, activation, dropout
+            ),
+            n_features, blocks, batch_norm, permutation,
+        )  # fmt: skip
         super().__init__(n_features, layers)

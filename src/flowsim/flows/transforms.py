@@ -7,11 +7,13 @@ the normalizing direction to :math:`(y, \log|\det \partial y / \partial x|)`, th
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .base import check_choice, check_float, check_int
+from .base import check_bool, check_choice, check_float, check_int
 
 __all__ = [
     "BatchNormTransform",
@@ -19,6 +21,7 @@ __all__ = [
     "PERMUTATIONS",
     "PermutationTransform",
     "make_permutation",
+    "stack_blocks",
 ]
 
 PERMUTATIONS = ("lu", "random", "reverse")
@@ -173,3 +176,30 @@ def make_permutation(kind: str, n_features: int) -> nn.Module:
     if kind == "random":
         return PermutationTransform(torch.randperm(n_features))
     return PermutationTransform(torch.arange(n_features - 1, -1, -1))
+
+
+def stack_blocks(
+    make_block: Callable[[], nn.Module],
+    n_features: int,
+    blocks: int,
+    batch_norm: bool,
+    permutation: str,
+    *,
+    mix_first: bool = False,
+) -> list[nn.Module]:
+    """The layers of a flow of ``blocks`` blocks, each built by ``make_block``, with
+    [a :class:`BatchNormTransform` +] a mixing layer (:func:`make_permutation`) between two
+    consecutive blocks, data to latent: ``block → [BN] → mix → block → … → block`` (the
+    autoregressive flows), or with ``mix_first`` before the first block too,
+    ``[BN] → mix → block → … → [BN] → mix → block`` (the coupling flows' steps)."""
+    blocks = check_int("blocks", blocks)
+    batch_norm = check_bool("batch_norm", batch_norm)
+    permutation = check_choice("permutation", permutation, PERMUTATIONS)
+    layers: list[nn.Module] = []
+    for i in range(blocks):
+        if i > 0 or mix_first:
+            if batch_norm:
+                layers.append(BatchNormTransform(n_features))
+            layers.append(make_permutation(permutation, n_features))
+        layers.append(make_block())
+    return layers

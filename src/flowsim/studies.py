@@ -50,7 +50,7 @@ SUMMARY_METRICS = ("val_nll", "c2st_auc", "hellinger_mean", "copula_chi2_dof_mea
 STUDY_SUMMARY_COLUMNS = (
     "study", "base", "model", "scan", "value", "x", "n_seeds", "n_train",
     *[f"{metric}_{stat}" for metric in SUMMARY_METRICS for stat in ("mean", "std")],
-    "c2st_auc_null",
+    "c2st_auc_null", "copula_chi2_dof_baseline",
 )  # fmt: skip
 
 
@@ -207,6 +207,7 @@ def summarise_points(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "study": first["study"], "base": base, "model": first["model"], "scan": first["scan"],
             "value": value, "x": first["x"], "n_seeds": len(group), "n_train": first["n_train"],
             "c2st_auc_null": first["c2st_auc_null"],
+            "copula_chi2_dof_baseline": first["copula_chi2_dof_baseline"],
         }  # fmt: skip
         for metric in SUMMARY_METRICS:
             mean, std = _mean_std([float(row[metric]) for row in group])

@@ -132,10 +132,12 @@ def study_job(
     curves_plot: PathLike,
     val_nll_plot: PathLike,
     c2st_plot: PathLike,
+    copula_plot: PathLike,
 ) -> list[dict[str, Any]]:
     """Collect a study: one row per point (run), mean ± std over seeds per (base, value), and
-    the plots: validation loss per epoch of every point, and the final validation NLL and the
-    C2ST AUC against the scanned value with the spread over seeds as error bars.
+    the plots: validation loss per epoch of every point, and the final validation NLL, the
+    C2ST AUC and the mean copula χ²/dof against the scanned value with the spread over seeds as
+    error bars.
 
     ``runs`` maps each point's run to its files, as for :func:`run_row`.
     """
@@ -159,6 +161,7 @@ def study_job(
     plot_study_curves(study, histories, curves_plot)
     plot_study_metric(summary, "val_nll", val_nll_plot, ylabel="best validation NLL [nats/event]")
     plot_study_metric(summary, "c2st_auc", c2st_plot, ylabel="C2ST AUC (generated vs MC)")
+    plot_study_metric(summary, "copula_chi2_dof_mean", copula_plot, ylabel=r"copula $\chi^2$/dof (pair mean)")
     io.write_tsv(points_out, points, STUDY_POINT_COLUMNS)
     io.write_tsv(summary_out, summary, STUDY_SUMMARY_COLUMNS)
     return points

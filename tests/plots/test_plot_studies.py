@@ -24,7 +24,8 @@ def _points(study: Study, rng) -> list[dict]:
             "study": study.name, "base": p.base, "model": p.base, "scan": study.scan,
             "value": value_label(p.value), "x": x[p.run], "seed": p.seed, "n_train": 100,
             "val_nll": nll, "c2st_auc": 0.52 + rng.normal(0, 0.005), "hellinger_mean": 0.1,
-            "train_seconds": 5.0, "c2st_auc_null": 0.501,
+            "copula_chi2_dof_mean": 1.2 + rng.normal(0, 0.02), "train_seconds": 5.0,
+            "c2st_auc_null": 0.501, "copula_chi2_dof_baseline": 1.01,
         })  # fmt: skip
     return rows
 
@@ -41,8 +42,9 @@ def test_study_plots_for_numeric_size_and_word_scans(tmp_path, rng, check_png, s
     summary = summarise_points(_points(study, rng))
     plot_study_metric(summary, "val_nll", tmp_path / "nll.png", ylabel="NLL")
     plot_study_metric(summary, "c2st_auc", tmp_path / "auc.png", ylabel="AUC")
-    check_png(tmp_path / "nll.png")
-    check_png(tmp_path / "auc.png")
+    plot_study_metric(summary, "copula_chi2_dof_mean", tmp_path / "copula.png", ylabel="chi2/dof")
+    for name in ("nll", "auc", "copula"):
+        check_png(tmp_path / f"{name}.png")
 
 
 def test_a_single_seed_plots_without_error_bars(tmp_path, rng, check_png):

@@ -80,7 +80,7 @@ def test_summary_averages_the_seeds_of_each_value(study_run):
 
 def test_study_plots_are_written(study_run):
     workdir, _ = study_run
-    for name in ("val_loss_curves", "val_nll", "c2st_auc"):
+    for name in ("val_loss_curves", "val_nll", "c2st_auc", "copula_chi2_dof"):
         assert (workdir / f"results/studies/size/{name}.png").stat().st_size > 10_000
 
 

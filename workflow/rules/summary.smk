@@ -44,6 +44,7 @@ rule study:
         curves=study_plot("val_loss_curves", "study_curves.rst", "validation loss per epoch"),
         val_nll=study_plot("val_nll", "study_val_nll.rst", "validation NLL vs scan"),
         c2st=study_plot("c2st_auc", "study_c2st.rst", "C2ST AUC vs scan"),
+        copula=study_plot("copula_chi2_dof", "study_copula.rst", "copula chi2/dof vs scan"),
     params:
         scan=lambda wc: STUDIES[wc.study].scan,
         points=lambda wc: [canonical(asdict(point)) for point in STUDIES[wc.study].points],

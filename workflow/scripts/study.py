@@ -18,4 +18,5 @@ with job_logging(snakemake.log[0]):
         curves_plot=snakemake.output.curves,
         val_nll_plot=snakemake.output.val_nll,
         c2st_plot=snakemake.output.c2st,
+        copula_plot=snakemake.output.copula,
     )

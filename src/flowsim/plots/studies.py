@@ -3,8 +3,9 @@
 * :func:`plot_study_curves`: validation NLL per epoch of every point, one panel per base run,
   one colour per scanned value, one line per seed;
 * :func:`plot_study_metric`: a metric's mean over seeds against the scanned value, the sample
-  standard deviation over seeds as error bars, one series per base run; for the C2ST AUC the
-  MC-vs-MC null is drawn as a band and 0.5 as a line.
+  standard deviation over seeds as error bars, one series per base run; for the C2ST AUC and
+  the copula χ²/dof the MC-vs-MC null is drawn as a dashed line, and what a perfect generator
+  scores in expectation (0.5, 1) as a dotted one.
 
 Training sizes are drawn on a log axis at the number of events used; values that are not
 numbers are drawn in config order with their labels as ticks.
@@ -23,7 +24,13 @@ import numpy as np
 from flowsim.plots.style import hep_style, save_figure
 from flowsim.studies import TRAIN_EVENTS, Study, value_label
 
-__all__ = ["plot_study_curves", "plot_study_metric"]
+__all__ = ["REFERENCE_LINES", "plot_study_curves", "plot_study_metric"]
+
+#: metric -> (its expectation for a perfect generator, the summary column of its MC-vs-MC null)
+REFERENCE_LINES = {
+    "c2st_auc": (0.5, "c2st_auc_null"),
+    "copula_chi2_dof_mean": (1.0, "copula_chi2_dof_baseline"),
+}
 
 
 def scan_label(scan: str) -> str:
@@ -79,7 +86,8 @@ def plot_study_metric(
     """``metric``'s mean ± std over seeds against the scanned value, one series per base run.
 
     ``summary``: rows of :func:`flowsim.studies.summarise_points` (``x``, ``value``,
-    ``{metric}_mean``, ``{metric}_std``; ``c2st_auc_null`` for the null band of the C2ST).
+    ``{metric}_mean``, ``{metric}_std``). The metrics of :data:`REFERENCE_LINES` also get the
+    value of a perfect generator (dotted) and the MC-vs-MC baseline of the study (dashed).
     """
     scan = summary[0]["scan"]
     numeric = scan == TRAIN_EVENTS or _all_numbers(row["value"] for row in summary)
@@ -94,9 +102,10 @@ def plot_study_metric(
             # a small offset per series keeps overlapping error bars apart on a categorical axis
             shift = 0.0 if numeric else 0.08 * (k - (len(bases) - 1) / 2)
             ax.errorbar(x + shift, mean, yerr=std, fmt="o-", ms=5, capsize=3, label=base)
-        if metric == "c2st_auc":
-            null = float(summary[0]["c2st_auc_null"])
-            ax.axhline(0.5, color="black", lw=1, ls=":")
+        if metric in REFERENCE_LINES:
+            ideal, column = REFERENCE_LINES[metric]
+            null = float(summary[0][column])
+            ax.axhline(ideal, color="black", lw=1, ls=":")
             ax.axhline(null, color="grey", lw=1.5, ls="--", label=f"MC vs MC null ({null:.3f})")
         if scan == TRAIN_EVENTS:
             ax.set_xscale("log")

@@ -28,7 +28,7 @@ from flowsim.metrics.copula import copula_pair_table, mean_chi2_per_dof, write_c
 from flowsim.metrics.distances import distance_table, ks_distance, write_distances_tsv
 from flowsim.metrics.roc import density_ratio, roc_curve
 
-# The classifiers need torch (~1.5 s to import); the distances job does not, so the jobs that
+# The classifiers need torch (~1.3 s to import); the distances job does not, so the jobs that
 # train a classifier import them themselves.
 if TYPE_CHECKING:
     from flowsim.metrics.c2st import C2STResult

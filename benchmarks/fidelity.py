@@ -49,8 +49,8 @@ shown weighted (never instead of the unweighted numbers).
         [--models glow maf zuko_maf ...] [--max-epochs N] [--overlay settings.yaml]
         [--device auto|cpu|cuda] [--threads 2] [--csv FILE] [--no-symmetry] [--train-on-val]
 
-Overlays tried so far: ``fidelity-long-training.yaml``, ``fidelity-dropout.yaml`` and
-``fidelity-average.yaml`` (CPU), ``fidelity-all-rows.yaml`` (CPU, all rows: ``--rows
+Overlays tried so far: ``fidelity-long-training.yaml``, ``fidelity-dropout.yaml``,
+``fidelity-average.yaml`` and ``fidelity-bins.yaml`` (CPU), ``fidelity-all-rows.yaml`` (CPU, all rows: ``--rows
 218291``), ``fidelity-gpu.yaml`` (GPU-sized runs on all rows; its ``peers:`` key resizes the
 zuko peers). Results and commands: ``benchmarks/README.md``.
 """

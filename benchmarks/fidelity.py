@@ -80,7 +80,7 @@ from flowsim.metrics.c2st import (
     C2STSettings, classifier_two_sample_test, copula_and_marginal_tests, tree_two_sample_test,
     with_marginals_of,
 )  # fmt: skip
-from flowsim.metrics.copula import copula_pair_chi2, pair_chi2_dof, worst_pairs
+from flowsim.metrics.copula import PAIR_BINS, copula_pair_chi2, pair_chi2_dof, worst_pairs
 from flowsim.metrics.distances import ks_distance
 from flowsim.reweighting import ReweightSettings, density_ratio_weights, effective_size, fit_reweighter
 from flowsim.runs import training_settings
@@ -252,7 +252,7 @@ def evaluate_model(name: str, seed: int, data: dict, scaler, options) -> dict[st
             "clipped": n_clipped,
         })  # fmt: skip
     print(f"  {name} seed {seed}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()), flush=True)
-    print(f"    worst copula pairs (χ², dof {pair_chi2_dof(8)}): "
+    print(f"    worst copula pairs (χ², dof {pair_chi2_dof(PAIR_BINS)}): "
           + ", ".join(f"{x}–{y} {v:.0f}" for x, y, v in worst_pairs(pairs, CONFIG["features"])), flush=True)
     row["generated"] = generated
     return row
@@ -289,7 +289,7 @@ def training_sample_floor(data: dict, scaler, seed: int) -> float:
 
 def mean_pair_chi2(chi2: np.ndarray) -> float:
     """The pairs' copula χ² averaged over the pairs, in units of its degrees of freedom."""
-    return float(np.nanmean(chi2[np.triu_indices(len(chi2), 1)]) / pair_chi2_dof(8))
+    return float(np.nanmean(chi2[np.triu_indices(len(chi2), 1)]) / pair_chi2_dof(PAIR_BINS))
 
 
 def mean_std(values: list[float]) -> str:

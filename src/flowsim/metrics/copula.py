@@ -28,10 +28,12 @@ import numpy as np
 from flowsim import io
 
 __all__ = [
-    "PAIR_TSV_COLUMNS", "PairRow", "copula_cells", "copula_pair_chi2", "copula_pair_table", "mean_chi2_per_dof",
+    "PAIR_BINS", "PAIR_TSV_COLUMNS", "PairRow", "copula_cells", "copula_pair_chi2", "copula_pair_table", "mean_chi2_per_dof",
     "pair_chi2_dof", "read_copula_pairs_tsv", "worst_pairs", "write_copula_pairs_tsv",
 ]  # fmt: skip
 
+#: cells per rank axis K of every pair's K × K table, unless a caller chooses another
+PAIR_BINS = 8
 #: columns of ``copula_pairs.tsv``
 PAIR_TSV_COLUMNS = ("feature_1", "feature_2", "chi2", "baseline", "dof")
 
@@ -63,7 +65,9 @@ def copula_cells(x: np.ndarray, bins: int, rng: np.random.Generator) -> np.ndarr
     return cells
 
 
-def copula_pair_chi2(reference: np.ndarray, candidate: np.ndarray, *, bins: int = 8, seed: int = 0) -> np.ndarray:
+def copula_pair_chi2(
+    reference: np.ndarray, candidate: np.ndarray, *, bins: int = PAIR_BINS, seed: int = 0
+) -> np.ndarray:
     """χ²_ij of the two samples' copulas for every feature pair (module docstring): a symmetric
     (D, D) array with NaN on the diagonal. Compare with :func:`pair_chi2_dof`."""
     reference, candidate = np.asarray(reference), np.asarray(candidate)
@@ -105,7 +109,7 @@ def copula_pair_table(
     baseline: np.ndarray,
     features: Sequence[str],
     *,
-    bins: int = 8,
+    bins: int = PAIR_BINS,
     seed: int = 0,
 ) -> list[PairRow]:
     """Every pair's χ² of ``candidate`` against ``reference`` next to that of ``baseline`` (an

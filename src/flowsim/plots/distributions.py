@@ -795,8 +795,8 @@ def plot_copula_pairs(
     if unknown:
         raise ValueError(f"pairs name features {unknown} that are not among {features}")
     matrix = np.full((len(features), len(features)), np.nan)
-    for r in rows:
-        lo, hi = sorted((index[r.feature_1], index[r.feature_2]))
+    cells = [sorted((index[r.feature_1], index[r.feature_2])) for r in rows]  # (lo, hi) per row
+    for (lo, hi), r in zip(cells, rows):
         matrix[hi, lo] = r.chi2 / r.dof  # below the diagonal: generated
         matrix[lo, hi] = r.baseline / r.dof  # above: MC vs MC
     vmax = max(2.0, float(np.nanmax(matrix))) if rows else 2.0
@@ -806,9 +806,8 @@ def plot_copula_pairs(
         fig, ax = plt.subplots(figsize=(size + 1.5, size))
         with _closing(fig):
             image = ax.imshow(matrix, cmap="magma_r", vmin=0.0, vmax=vmax, interpolation="nearest")
-            for r in list(rows)[:n_marked]:
-                lo, hi = sorted((index[r.feature_1], index[r.feature_2]))
-                value = r.chi2 / r.dof
+            for lo, hi in cells[:n_marked]:
+                value = matrix[hi, lo]
                 ax.text(lo, hi, f"{value:.1f}", ha="center", va="center", fontsize=9,
                         color="white" if value > 0.6 * vmax else "black")
             ax.set_xticks(range(len(features)), labels, rotation=90, fontsize=11)

@@ -164,6 +164,27 @@ def test_plot_feature_grid(tmp_path, rng, check_png, log):
     np.testing.assert_allclose(comps[3].edges, D.feature_edges(mc[:, 3]))
 
 
+@pytest.mark.parametrize("ncols", [1, 2, 4])
+def test_plot_feature_grid_fits_its_canvas(tmp_path, rng, monkeypatch, ncols):
+    """The grid is saved uncropped, so its own margins must hold every label and the legend."""
+    boxes = {}
+
+    def measure(fig, path, **kwargs):
+        renderer = fig.canvas.get_renderer()
+        fig.canvas.draw()
+        boxes["figure"] = fig.bbox
+        boxes["axes"] = [ax.get_tightbbox(renderer) for ax in fig.axes]
+        boxes["legend"] = fig.legends[0].get_window_extent(renderer)
+
+    monkeypatch.setattr(D, "save_figure", measure)
+    mc, gen = _events(rng, 2000), _events(rng, 2000, scale=1.05)
+    D.plot_feature_grid(mc, gen, FEATURES, tmp_path / "grid.png", log=True, ncols=ncols)
+    canvas = boxes["figure"].padded(1.0)  # one pixel of rounding
+    for box in [*boxes["axes"], boxes["legend"]]:
+        assert canvas.contains(box.x0, box.y0) and canvas.contains(box.x1, box.y1), box
+    assert not any(boxes["legend"].overlaps(box) for box in boxes["axes"])
+
+
 def test_plot_feature_grid_bad_input(tmp_path, rng):
     mc = _events(rng, 100)
     with pytest.raises(ValueError, match="generated has 4 columns but 5 features"):

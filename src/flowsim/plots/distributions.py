@@ -88,6 +88,14 @@ ALT_COLOR = "#f89c20"
 
 DENSITY_LABEL = r"$1/N\;\mathrm{d}N/\mathrm{d}x$"
 
+# The feature grid lays out its margins in inches instead of cropping the PNG afterwards: the
+# crop (bbox_inches="tight") draws the 36-axes figure twice. Size of one feature's cell, the
+# margins for the outer tick labels and axis titles, and on top one legend row's height plus
+# the gap above the first row of panels.
+GRID_CELL: tuple[float, float] = (3.4, 3.3)
+GRID_LEFT, GRID_RIGHT, GRID_BOTTOM = 0.75, 0.2, 0.55
+GRID_LEGEND_ROW, GRID_LEGEND_GAP = 0.35, 0.3
+
 # ---------------------------------------------------------------------------------------------
 # labels
 
@@ -551,11 +559,18 @@ def plot_feature_grid(
                                 weights=weights) for j in range(len(features))]
     ncols = min(int(ncols), len(features))
     nrows = math.ceil(len(features) / ncols)
+    handles = _legend_handles(mc_label, gen_label)
+    legend_cols = len(handles) if ncols >= 3 else ncols  # one or two columns are too narrow
+    top = GRID_LEGEND_GAP + GRID_LEGEND_ROW * math.ceil(len(handles) / legend_cols)
+    width = GRID_CELL[0] * ncols + GRID_LEFT + GRID_RIGHT
+    height = GRID_CELL[1] * nrows + GRID_BOTTOM + top
     with hep_style(), plt.rc_context({"font.size": 11, "xtick.labelsize": 9,
                                       "ytick.labelsize": 9}):
-        fig = plt.figure(figsize=(4.2 * ncols, 4.0 * nrows))
+        fig = plt.figure(figsize=(width, height))
         with _closing(fig):
-            gs = GridSpec(nrows, ncols, figure=fig, hspace=0.32, wspace=0.32)
+            gs = GridSpec(nrows, ncols, figure=fig, hspace=0.32, wspace=0.32,
+                          left=GRID_LEFT / width, right=1 - GRID_RIGHT / width,
+                          bottom=GRID_BOTTOM / height, top=1 - top / height)
             for j, (name, comp) in enumerate(zip(features, comps)):
                 ax, rax = _comparison_axes(fig, gs[j // ncols, j % ncols])
                 _draw_comparison(ax, rax, comp, tail_edges(mc[:, j]), log=log,
@@ -563,10 +578,10 @@ def plot_feature_grid(
                                  text_size=7)
                 ax.yaxis.label.set_size(9)
                 rax.yaxis.label.set_size(9)
-            fig.legend(handles=_legend_handles(mc_label, gen_label), loc="lower center",
-                       bbox_to_anchor=(0.5, 0.9), ncol=4, fontsize=13, frameon=False,
+            fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1.0),
+                       ncol=legend_cols, fontsize=13, frameon=False,
                        bbox_transform=fig.transFigure)
-            save_figure(fig, path)
+            save_figure(fig, path, tight=False)
     return comps
 
 

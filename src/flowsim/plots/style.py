@@ -25,8 +25,13 @@ def hep_style() -> Iterator[None]:
         yield
 
 
-def save_figure(fig: plt.Figure, path: str | os.PathLike[str], dpi: int = 110) -> None:
-    """Save ``fig`` as PNG atomically and close it."""
+def save_figure(fig: plt.Figure, path: str | os.PathLike[str], dpi: int = 110, *,
+                tight: bool = True) -> None:
+    """Save ``fig`` as PNG atomically and close it.
+
+    ``tight`` crops the PNG to what is drawn. That costs a second full draw of the figure, so
+    large grids that lay out their own margins pass ``tight=False``.
+    """
     with atomic_output(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight" if tight else None)
     plt.close(fig)

@@ -164,8 +164,11 @@ def test_plot_feature_grid(tmp_path, rng, check_png, log):
     np.testing.assert_allclose(comps[3].edges, D.feature_edges(mc[:, 3]))
 
 
-@pytest.mark.parametrize("ncols", [1, 2, 4])
-def test_plot_feature_grid_fits_its_canvas(tmp_path, rng, monkeypatch, ncols):
+@pytest.mark.parametrize(("ncols", "gen_label"), [
+    (1, "generated"), (2, "generated"), (4, "generated"),
+    (4, "a run with a label as long as this one, " * 3),  # too long for one legend row
+])
+def test_plot_feature_grid_fits_its_canvas(tmp_path, rng, monkeypatch, ncols, gen_label):
     """The grid is saved uncropped, so its own margins must hold every label and the legend."""
     boxes = {}
 
@@ -174,11 +177,13 @@ def test_plot_feature_grid_fits_its_canvas(tmp_path, rng, monkeypatch, ncols):
         fig.canvas.draw()
         boxes["figure"] = fig.bbox
         boxes["axes"] = [ax.get_tightbbox(renderer) for ax in fig.axes]
-        boxes["legend"] = fig.legends[0].get_window_extent(renderer)
+        (legend,) = fig.legends  # the ones that did not fit were removed
+        boxes["legend"] = legend.get_window_extent(renderer)
 
     monkeypatch.setattr(D, "save_figure", measure)
     mc, gen = _events(rng, 2000), _events(rng, 2000, scale=1.05)
-    D.plot_feature_grid(mc, gen, FEATURES, tmp_path / "grid.png", log=True, ncols=ncols)
+    D.plot_feature_grid(mc, gen, FEATURES, tmp_path / "grid.png", log=True, ncols=ncols,
+                        gen_label=gen_label)
     canvas = boxes["figure"].padded(1.0)  # one pixel of rounding
     for box in [*boxes["axes"], boxes["legend"]]:
         assert canvas.contains(box.x0, box.y0) and canvas.contains(box.x1, box.y1), box

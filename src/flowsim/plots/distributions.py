@@ -90,11 +90,10 @@ DENSITY_LABEL = r"$1/N\;\mathrm{d}N/\mathrm{d}x$"
 
 # The feature grid lays out its margins in inches instead of cropping the PNG afterwards: the
 # crop (bbox_inches="tight") draws the 36-axes figure twice. Size of one feature's cell, the
-# margins for the outer tick labels and axis titles, and on top one legend row's height plus
-# the gap above the first row of panels.
+# margins for the outer tick labels and axis titles, and the gap between the legend on top and
+# the first row of panels.
 GRID_CELL: tuple[float, float] = (3.4, 3.3)
-GRID_LEFT, GRID_RIGHT, GRID_BOTTOM = 0.75, 0.2, 0.55
-GRID_LEGEND_ROW, GRID_LEGEND_GAP = 0.35, 0.3
+GRID_LEFT, GRID_RIGHT, GRID_BOTTOM, GRID_LEGEND_GAP = 0.75, 0.2, 0.55, 0.3
 
 # ---------------------------------------------------------------------------------------------
 # labels
@@ -513,6 +512,21 @@ def plot_feature_comparison(
     return comp
 
 
+def _top_legend(fig: plt.Figure, handles: list) -> float:
+    """Put the legend at the top centre of ``fig`` in one row of all ``handles`` or, where that
+    is wider than the figure, in two columns or one. Returns its height in inches; it stays
+    at the top when the figure is resized."""
+    renderer = fig.canvas.get_renderer()
+    for ncol in (len(handles), 2, 1):
+        legend = fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1.0),
+                            ncol=ncol, fontsize=13, frameon=False, bbox_transform=fig.transFigure)
+        box = legend.get_window_extent(renderer)
+        if box.width <= fig.bbox.width:
+            break
+        legend.remove()
+    return box.height / fig.dpi
+
+
 def plot_feature_grid(
     mc: np.ndarray,
     generated: np.ndarray,
@@ -559,15 +573,14 @@ def plot_feature_grid(
                                 weights=weights) for j in range(len(features))]
     ncols = min(int(ncols), len(features))
     nrows = math.ceil(len(features) / ncols)
-    handles = _legend_handles(mc_label, gen_label)
-    legend_cols = len(handles) if ncols >= 3 else ncols  # one or two columns are too narrow
-    top = GRID_LEGEND_GAP + GRID_LEGEND_ROW * math.ceil(len(handles) / legend_cols)
     width = GRID_CELL[0] * ncols + GRID_LEFT + GRID_RIGHT
-    height = GRID_CELL[1] * nrows + GRID_BOTTOM + top
     with hep_style(), plt.rc_context({"font.size": 11, "xtick.labelsize": 9,
                                       "ytick.labelsize": 9}):
-        fig = plt.figure(figsize=(width, height))
+        fig = plt.figure(figsize=(width, GRID_CELL[1] * nrows))
         with _closing(fig):
+            top = _top_legend(fig, _legend_handles(mc_label, gen_label)) + GRID_LEGEND_GAP
+            height = GRID_CELL[1] * nrows + GRID_BOTTOM + top
+            fig.set_size_inches(width, height)
             gs = GridSpec(nrows, ncols, figure=fig, hspace=0.32, wspace=0.32,
                           left=GRID_LEFT / width, right=1 - GRID_RIGHT / width,
                           bottom=GRID_BOTTOM / height, top=1 - top / height)
@@ -578,9 +591,6 @@ def plot_feature_grid(
                                  text_size=7)
                 ax.yaxis.label.set_size(9)
                 rax.yaxis.label.set_size(9)
-            fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1.0),
-                       ncol=legend_cols, fontsize=13, frameon=False,
-                       bbox_transform=fig.transFigure)
             save_figure(fig, path, tight=False)
     return comps
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -88,6 +89,29 @@ def test_augmentation_touches_training_batches_only_and_is_reproducible():
     for pa, pb, pp in zip(a.state_dict().values(), b.state_dict().values(), plain.state_dict().values()):
         assert torch.equal(pa, pb)
     assert not all(torch.equal(pa, pp) for pa, pp in zip(a.state_dict().values(), plain.state_dict().values()))
+
+
+def test_epoch_hook_sees_the_validated_weights_and_leaves_training_unchanged():
+    """The hook gets every epoch's validated weights (here the average) and may draw random
+    numbers and switch modes without changing the trained model (dropout draws from the same
+    global RNG)."""
+    data = regression_data(500, 1), regression_data(100, 2)
+    config = dataclasses.replace(CONFIG, average_epochs=1.0)
+    seen = []
+
+    def hook(epoch: int, module: nn.Module) -> None:
+        module.eval()
+        with torch.no_grad():
+            seen.append((epoch, mse(module, data[1]).item()))
+        torch.randn(100)  # would shift every later dropout mask without the forked RNG
+
+    hooked, plain = make_model(), make_model()
+    result = train(hooked, mse, *data, config, on_epoch=hook)
+    train(plain, mse, *data, config)
+    assert [epoch for epoch, _ in seen] == [1, 2, 3, 4, 5, 6]
+    assert [loss for _, loss in seen] == pytest.approx([row["val_loss"] for row in result.history], rel=1e-6)
+    for pa, pp in zip(hooked.state_dict().values(), plain.state_dict().values(), strict=True):
+        assert torch.equal(pa, pp)
 
 
 def test_weight_average_is_the_running_mean_then_an_exponential_window():

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 LossFn = Callable[[nn.Module, Sequence[Tensor]], Tensor]
 Augment = Callable[[Sequence[Tensor], torch.Generator], Sequence[Tensor]]
+OnEpoch = Callable[[int, nn.Module], None]
 
 _CHECK_EVERY = 16  # batches between looks at the running loss for NaN/inf
 
@@ -238,6 +239,7 @@ def train(
     checkpoint: str | os.PathLike[str] | None = None,
     fingerprint_extra: dict[str, Any] | None = None,
     augment: Augment | None = None,
+    on_epoch: OnEpoch | None = None,
 ) -> TrainResult:
     """Train ``model`` to minimise ``loss_fn(model, batch)``; restore and return the best epoch.
 
@@ -250,6 +252,9 @@ def train(
     seeded per epoch, so that a resumed run stays reproducible (e.g.
     :class:`~flowsim.flows.symmetry.RandomSignFlip`). With ``config.average_epochs`` > 0 the
     weight average is validated instead of the live weights, and the best average is returned.
+    ``on_epoch(epoch, validated_model)``, if given, sees the validated weights after each epoch
+    (e.g. to score them by another criterion); it runs with the RNG states forked, so whatever
+    it draws leaves the training bit-identical, and it must not change the weights.
 
     Raises :class:`NonFiniteLossError` naming ``name`` and the epoch if the loss becomes NaN or
     infinite; the checkpoint then still holds the last good epoch.
@@ -342,6 +347,9 @@ def train(
             name, epoch, config.max_epochs, row["train_loss"], val_loss,
             " *" if stale == 0 else "  ", row["lr"], row["events_per_s"], seconds,
         )  # fmt: skip
+        if on_epoch is not None:
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                on_epoch(epoch, validated)
         ckpt.save(
             {
                 "epoch": epoch,

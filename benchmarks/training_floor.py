@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""The floor a finite training set sets for the tree C2ST of fidelity.py (issue 7, fifth round).
+"""The floor a finite training set sets for the tree C2ST of fidelity.py (issue 7, fifth round),
+and what samplers without a flow reach on the full joint distribution (tenth round).
 
 fidelity.py's protocol and rows (default: all rows of ``../shared/data/higgs-sample.csv.gz``).
-No flow is trained: test_b's copula is given the marginals of several other samples
-(``with_marginals_of``) and judged against test_a with the tree C2ST, ``--draws`` times each,
-classifier seed k for draw k; printed as mean ± standard error:
+No flow is trained. Every row is judged against test_a with the tree C2ST, ``--draws`` times,
+classifier seed k for draw k, and printed as mean ± standard error.
+
+The first table gives test_b's copula the marginals of several other samples
+(``with_marginals_of``):
 
 * test_b itself (the null);
 * N(0, 1) mapped back through the inverse scaling (a flow exact in the scaled space);
@@ -12,13 +15,22 @@ classifier seed k for draw k; printed as mean ± standard error:
   from random subsets of half and a quarter of them;
 * training events drawn without replacement (an independent sample, like test_b).
 
+The second table judges whole events, as a generated sample is judged:
+
+* test_b (the null), and training events drawn without replacement;
+* the training events drawn with replacement: reusing the Monte Carlo itself as the
+  "generated" sample;
+* a Gaussian kernel density estimate in the scaled space (a smoothed bootstrap): a training
+  event plus h·N(0, I), for each bandwidth h of ``--bandwidths``, mapped back.
+
     python benchmarks/training_floor.py [--rows 218291] [--draws 8] [--csv FILE]
+        [--bandwidths 0.02 0.05 0.1 0.2]
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -26,12 +38,14 @@ import fidelity
 from flowsim.data.scaling import fit_scaler
 from flowsim.metrics.c2st import tree_two_sample_test, with_marginals_of
 
+Draw = Callable[[np.random.Generator], np.ndarray]
 
-def donors(data: dict, scaler) -> dict[str, Callable[[np.random.Generator], np.ndarray]]:
+
+def donors(data: dict, scaler) -> dict[str, Draw]:
     """Each row's marginal donor, drawn afresh from a generator, test_b's size."""
     train, n = data["train"], len(data["test_b"])
 
-    def resampled(pool_size: int) -> Callable[[np.random.Generator], np.ndarray]:
+    def resampled(pool_size: int) -> Draw:
         def draw(rng: np.random.Generator) -> np.ndarray:
             pool = train[rng.choice(len(train), pool_size, replace=False)]
             return pool[rng.integers(0, pool_size, size=n)]
@@ -49,11 +63,45 @@ def donors(data: dict, scaler) -> dict[str, Callable[[np.random.Generator], np.n
     }  # fmt: skip
 
 
+def kernel_density_sample(scaled_train: np.ndarray, scaler, bandwidth: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    r"""n events of the Gaussian kernel density estimate
+    :math:`\hat p(z) = \frac{1}{N} \sum_i \mathcal{N}(z; z_i, h^2 I)` of the scaled training
+    events :math:`z_i`, mapped back to data units: a random training event plus
+    :math:`h \cdot \mathcal{N}(0, I)`."""
+    z = scaled_train[rng.integers(0, len(scaled_train), size=n)]
+    return scaler.inverse((z + bandwidth * rng.standard_normal(z.shape)).astype(np.float32))
+
+
+def samplers(data: dict, scaler, bandwidths: Iterable[float]) -> dict[str, Draw]:
+    """Whole-event samples of test_b's size that no flow made."""
+    train, n = data["train"], len(data["test_b"])
+    scaled_train = scaler.transform(train)
+    rows: dict[str, Draw] = {
+        "test_b (the null)": lambda rng: data["test_b"],
+        f"{n:,} training events, without replacement": lambda rng: train[rng.choice(len(train), n, replace=False)],
+        f"the {len(train):,} training events, with replacement": lambda rng: train[rng.integers(0, len(train), size=n)],
+    }  # fmt: skip
+    for h in bandwidths:
+        rows[f"Gaussian kernel density estimate, h = {h:g}"] = (
+            lambda rng, h=h: kernel_density_sample(scaled_train, scaler, h, n, rng))
+    return rows
+
+
+def judged(reference: np.ndarray, draw: Draw, draws: int, compose: Callable[[np.ndarray], np.ndarray]) -> str:
+    """Mean ± standard error of the tree C2ST AUC over ``draws`` fresh samples."""
+    aucs = [
+        tree_two_sample_test(reference, compose(draw(np.random.default_rng(100 + k))), seed=k).auc
+        for k in range(1, draws + 1)
+    ]  # fmt: skip
+    return f"{np.mean(aucs):.4f} ± {np.std(aucs, ddof=1) / np.sqrt(len(aucs)):.4f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--csv", default=str(fidelity.ROOT.parent / "shared" / "data" / "higgs-sample.csv.gz"))
     parser.add_argument("--rows", type=int, default=218_291)
     parser.add_argument("--draws", type=int, default=8)
+    parser.add_argument("--bandwidths", type=float, nargs="*", default=[0.02, 0.05, 0.1, 0.2])
     options = parser.parse_args()
     data = fidelity.background_splits(options.csv, 0, options.rows)
     flip = fidelity.CONFIG["symmetry"]["flip_signs"]
@@ -62,11 +110,11 @@ def main() -> None:
           f"{options.draws} draws per row\n")  # fmt: skip
     print("| test_b's copula with the marginals of | tree C2ST AUC |\n|---|---|")
     for name, draw in donors(data, scaler).items():
-        aucs = [
-            tree_two_sample_test(data["test_a"], with_marginals_of(data["test_b"], draw(np.random.default_rng(100 + k))), seed=k).auc
-            for k in range(1, options.draws + 1)
-        ]  # fmt: skip
-        print(f"| {name} | {np.mean(aucs):.4f} ± {np.std(aucs, ddof=1) / np.sqrt(len(aucs)):.4f} |", flush=True)
+        result = judged(data["test_a"], draw, options.draws, lambda x: with_marginals_of(data["test_b"], x))
+        print(f"| {name} | {result} |", flush=True)
+    print("\n| whole events | tree C2ST AUC |\n|---|---|")
+    for name, draw in samplers(data, scaler, options.bandwidths).items():
+        print(f"| {name} | {judged(data['test_a'], draw, options.draws, lambda x: x)} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,8 @@ Overlays tried so far: ``fidelity-long-training.yaml``, ``fidelity-dropout.yaml`
 ``fidelity-average.yaml``, ``fidelity-bins.yaml``, ``fidelity-weight-decay.yaml`` and
 ``fidelity-permutation.yaml`` (CPU), ``fidelity-batch.yaml`` (CPU, first slice and all rows),
 ``fidelity-all-rows.yaml`` (CPU, all rows: ``--rows 218291``), ``fidelity-gpu.yaml``
-(GPU-sized runs on all rows; its ``peers:`` key resizes the zuko peers). Results and commands: ``benchmarks/README.md``.
+(GPU-sized runs on all rows; its ``peers:`` key resizes the zuko peers). Results and commands:
+``benchmarks/README.md``.
 """
 
 from __future__ import annotations

@@ -41,6 +41,11 @@ from flowsim.metrics.c2st import tree_two_sample_test, with_marginals_of
 Draw = Callable[[np.random.Generator], np.ndarray]
 
 
+def without_replacement(train: np.ndarray, n: int) -> Draw:
+    """n distinct training events: an independent sample of the truth, as test_b is."""
+    return lambda rng: train[rng.choice(len(train), n, replace=False)]
+
+
 def donors(data: dict, scaler) -> dict[str, Draw]:
     """Each row's marginal donor, drawn afresh from a generator, test_b's size."""
     train, n = data["train"], len(data["test_b"])
@@ -58,8 +63,7 @@ def donors(data: dict, scaler) -> dict[str, Draw]:
         f"the {len(train):,} training events, with replacement": resampled(len(train)),
         f"{len(train) // 2:,} training events, with replacement": resampled(len(train) // 2),
         f"{len(train) // 4:,} training events, with replacement": resampled(len(train) // 4),
-        f"{n:,} training events, without replacement":
-            lambda rng: train[rng.choice(len(train), n, replace=False)],
+        f"{n:,} training events, without replacement": without_replacement(train, n),
     }  # fmt: skip
 
 
@@ -78,7 +82,7 @@ def samplers(data: dict, scaler, bandwidths: Iterable[float]) -> dict[str, Draw]
     scaled_train = scaler.transform(train)
     rows: dict[str, Draw] = {
         "test_b (the null)": lambda rng: data["test_b"],
-        f"{n:,} training events, without replacement": lambda rng: train[rng.choice(len(train), n, replace=False)],
+        f"{n:,} training events, without replacement": without_replacement(train, n),
         f"the {len(train):,} training events, with replacement": lambda rng: train[rng.integers(0, len(train), size=n)],
     }  # fmt: skip
     for h in bandwidths:

@@ -10,7 +10,9 @@ The first table gives test_b's copula the marginals of several other samples
 (``with_marginals_of``):
 
 * test_b itself (the null);
-* N(0, 1) mapped back through the inverse scaling (a flow exact in the scaled space);
+* N(0, 1) mapped back through the inverse scaling (a flow exact in the scaled space), and
+  through scalings thinned to at most K knots for each K of ``--max-knots`` (coarser knots
+  smooth the training set's fluctuations out of the map, eleventh round);
 * the training events drawn with replacement (their empirical distribution), and the same
   from random subsets of half and a quarter of them;
 * training events drawn without replacement (an independent sample, like test_b).
@@ -24,7 +26,7 @@ The second table judges whole events, as a generated sample is judged:
   event plus h·N(0, I), for each bandwidth h of ``--bandwidths``, mapped back.
 
     python benchmarks/training_floor.py [--rows 218291] [--draws 8] [--csv FILE]
-        [--bandwidths 0.02 0.05 0.1 0.2]
+        [--bandwidths 0.02 0.05 0.1 0.2] [--max-knots 1000 300 100 50]
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 import fidelity
-from flowsim.data.scaling import fit_scaler
+from flowsim.data.scaling import Scaler, fit_scaler
 from flowsim.metrics.c2st import tree_two_sample_test, with_marginals_of
 
 Draw = Callable[[np.random.Generator], np.ndarray]
@@ -46,9 +48,21 @@ def without_replacement(train: np.ndarray, n: int) -> Draw:
     return lambda rng: train[rng.choice(len(train), n, replace=False)]
 
 
-def donors(data: dict, scaler) -> dict[str, Draw]:
+def through_inverse(scaler: Scaler, shape: tuple[int, int]) -> Draw:
+    """N(0, 1) mapped back to data units: the sample of a flow exact in the scaled space."""
+    return lambda rng: scaler.inverse(rng.standard_normal(shape).astype(np.float32))
+
+
+def fit_default_scaler(train: np.ndarray, max_knots: int = 10_000) -> Scaler:
+    """The protocol's Gauss-rank scaling (odd maps for the config's flipped features)."""
+    flip = fidelity.CONFIG["symmetry"]["flip_signs"]
+    return fit_scaler(train, fidelity.CONFIG["features"], "gauss_rank", odd=flip, max_knots=max_knots)
+
+
+def donors(data: dict, scaler, max_knots: Iterable[int] = ()) -> dict[str, Draw]:
     """Each row's marginal donor, drawn afresh from a generator, test_b's size."""
     train, n = data["train"], len(data["test_b"])
+    shape = data["test_b"].shape
 
     def resampled(pool_size: int) -> Draw:
         def draw(rng: np.random.Generator) -> np.ndarray:
@@ -58,8 +72,9 @@ def donors(data: dict, scaler) -> dict[str, Draw]:
 
     return {
         "test_b itself (the null)": lambda rng: data["test_b"],
-        "N(0, 1) through the inverse scaling": lambda rng: scaler.inverse(
-            rng.standard_normal(data["test_b"].shape).astype(np.float32)),
+        "N(0, 1) through the inverse scaling": through_inverse(scaler, shape),
+        **{f"N(0, 1) through a scaling of at most {k:,} knots": through_inverse(fit_default_scaler(train, k), shape)
+           for k in max_knots},
         f"the {len(train):,} training events, with replacement": resampled(len(train)),
         f"{len(train) // 2:,} training events, with replacement": resampled(len(train) // 2),
         f"{len(train) // 4:,} training events, with replacement": resampled(len(train) // 4),
@@ -106,14 +121,15 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=218_291)
     parser.add_argument("--draws", type=int, default=8)
     parser.add_argument("--bandwidths", type=float, nargs="*", default=[0.02, 0.05, 0.1, 0.2])
+    parser.add_argument("--max-knots", type=int, nargs="*", default=[],
+                        help="also the floor through scalings thinned to these many knots (default 10,000)")
     options = parser.parse_args()
     data = fidelity.background_splits(options.csv, 0, options.rows)
-    flip = fidelity.CONFIG["symmetry"]["flip_signs"]
-    scaler = fit_scaler(data["train"], fidelity.CONFIG["features"], "gauss_rank", odd=flip)
+    scaler = fit_default_scaler(data["train"])
     print(f"train {len(data['train'])}, test_a {len(data['test_a'])}, test_b {len(data['test_b'])}; "
           f"{options.draws} draws per row\n")  # fmt: skip
     print("| test_b's copula with the marginals of | tree C2ST AUC |\n|---|---|")
-    for name, draw in donors(data, scaler).items():
+    for name, draw in donors(data, scaler, options.max_knots).items():
         result = judged(data["test_a"], draw, options.draws, lambda x: with_marginals_of(data["test_b"], x))
         print(f"| {name} | {result} |", flush=True)
     print("\n| whole events | tree C2ST AUC |\n|---|---|")

@@ -48,10 +48,13 @@ a cosine cycle).
 Every training shows its epochs on stderr as it goes; the tables go to stdout.
 
 With ``--reweight`` a second generated sample and test_b train the classifier reweighting of
-``flowsim.reweighting``; the tree C2ST and the KS distance of the *first* sample are then also
-shown weighted (never instead of the unweighted numbers).
+``flowsim.reweighting`` (``--reweighter mlp``, the default, or ``tree``); the tree C2ST and the
+KS distance of the *first* sample are then also shown weighted (never instead of the
+unweighted numbers). A third sample of four times test_a's size is thinned by rejection with
+the same weights (``accept_by_weight``, bound = its largest weight): an unweighted sample of
+the reweighted density, judged by the tree C2ST like the first, with its acceptance.
 
-    python benchmarks/fidelity.py [--rows 60000] [--first-row 0] [--seeds 1 2 3] [--reweight]
+    python benchmarks/fidelity.py [--rows 60000] [--first-row 0] [--seeds 1 2 3] [--reweight] [--reweighter mlp|tree]
         [--models glow maf zuko_maf ...] [--max-epochs N] [--overlay settings.yaml]
         [--device auto|cpu|cuda] [--threads 2] [--csv FILE] [--no-symmetry] [--train-on-val]
         [--select-by nll|pair_chi2]
@@ -92,7 +95,13 @@ from flowsim.metrics.c2st import (
 )  # fmt: skip
 from flowsim.metrics.copula import PAIR_BINS, copula_pair_chi2, pair_chi2_dof, worst_pairs
 from flowsim.metrics.distances import ks_distance
-from flowsim.reweighting import ReweightSettings, density_ratio_weights, effective_size, fit_reweighter
+from flowsim.reweighting import (
+    ReweightSettings,
+    accept_by_weight,
+    density_ratio_weights,
+    effective_size,
+    fit_reweighter,
+)
 from flowsim.runs import training_settings
 from flowsim.training import TrainConfig, configure_torch, resolve_device, train
 
@@ -206,6 +215,21 @@ def sample_flow(flow: torch.nn.Module, n: int, seed: int) -> tuple[np.ndarray, f
     return z[finite], us
 
 
+def rejection_sample(flow: torch.nn.Module, reweighter, n: int, seed: int) -> tuple[np.ndarray, float]:
+    """n events (scaled space) of the reweighted density p_flow·w/E[w], by rejection from
+    batches of 4n flow events; the bound is the largest weight of the first batch (a later
+    weight above it is counted in the log), and the acceptance is returned with the events."""
+    kept, drawn, bound, rng = [], 0, None, np.random.default_rng(seed)
+    while sum(map(len, kept)) < n:
+        pool, _ = sample_flow(flow, 4 * n, seed + 2000 + drawn)
+        weights, _ = density_ratio_weights(reweighter, pool.astype(np.float32))
+        bound = bound or float(weights.max())
+        kept.append(pool[accept_by_weight(weights, rng, bound)])
+        drawn += len(pool)
+    accepted = np.concatenate(kept)
+    return accepted[:n], len(accepted) / drawn
+
+
 def c2st_settings(device: torch.device) -> C2STSettings:
     """The project's C2ST as the workflow runs it (config section ``c2st``; seeds set per call)."""
     section = {k: v for k, v in CONFIG["c2st"].items() if k != "seed"}
@@ -285,13 +309,16 @@ def evaluate_model(name: str, seed: int, data: dict, scaler, options) -> dict[st
     }  # fmt: skip
     if options.reweight:
         z2, _ = sample_flow(flow, len(data["test_b"]), seed + 1000)
-        reweighter = fit_reweighter(scaled["test_b"], z2.astype(np.float32), settings=ReweightSettings(), seed=seed)
+        settings = ReweightSettings(classifier=options.reweighter)
+        reweighter = fit_reweighter(scaled["test_b"], z2.astype(np.float32), settings=settings, seed=seed)
         weights, n_clipped = density_ratio_weights(reweighter, scaler.transform(generated).astype(np.float32))
         weighted = tree_two_sample_test(data["test_a"], generated, candidate_weights=weights, seed=seed)
+        kept, acceptance = rejection_sample(flow, reweighter, len(data["test_a"]), seed)
+        rejected = tree_two_sample_test(data["test_a"], scaler.inverse(kept.astype(np.float32)), seed=seed)
         row.update({
             "tree_w": weighted.auc, "tree_w_err": weighted.std,
             "ks_w": max_ks(data["test_a"], generated, weights), "n_eff": effective_size(weights),
-            "clipped": n_clipped,
+            "clipped": n_clipped, "tree_rejected": rejected.auc, "acceptance": acceptance,
         })  # fmt: skip
     print(f"  {name} seed {seed}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()), flush=True)
     print(f"    worst copula pairs (χ², dof {pair_chi2_dof(PAIR_BINS)}): "
@@ -349,6 +376,8 @@ def parse_options() -> argparse.Namespace:
     parser.add_argument("--models", nargs="+", default=None, help="default: every run of the config and the peers")
     parser.add_argument("--max-epochs", type=int, default=None)
     parser.add_argument("--reweight", action="store_true")
+    parser.add_argument("--reweighter", choices=("mlp", "tree"), default="mlp",
+                        help="the classifier of --reweight (flowsim.reweighting; mlp: the first table's)")
     parser.add_argument("--overlay", help="YAML merged over config/config.yaml as a second --configfile would be "
                         f"({', '.join(OVERLAY_SECTIONS)}), checked before any training; its peers: key "
                         "resizes the zuko peers")
@@ -408,8 +437,9 @@ def main(options: argparse.Namespace) -> None:
                "pair χ²/dof", "max KS", "µs/event", "train s"]  # fmt: skip
     keys = ["val_nll", "c2st", "tree", "tree_copula", "tree_marginals", "pair_chi2", "ks", "us", "train_s"]
     if options.reweight:
-        columns += ["tree C2ST weighted", "max KS weighted", "n_eff / n", "clipped"]
-        keys += ["tree_w", "ks_w", "n_eff_frac", "clipped"]
+        columns += ["tree C2ST weighted", "max KS weighted", "n_eff / n", "clipped", "tree C2ST rejection",
+                    "acceptance"]  # fmt: skip
+        keys += ["tree_w", "ks_w", "n_eff_frac", "clipped", "tree_rejected", "acceptance"]
         for name, runs in rows.items():
             for r in runs:
                 r["n_eff_frac"] = r["n_eff"] / len(data["test_a"])

@@ -17,14 +17,14 @@ from tests.workflow.test_reruns import _jobs
 
 RUN = "tiny_maf"
 SECTION = {
-    "enabled": True, "max_weight": 3.0, "hidden": 16, "residual_blocks": 1,
+    "enabled": True, "classifier": "mlp", "max_weight": 3.0, "hidden": 16, "residual_blocks": 1,
     "training": {"batch_size": 256, "max_epochs": 3, "patience": 2, "device": "cpu"},
 }  # fmt: skip
 
 
-def config_with_reweighting(tmp_path: Path) -> Path:
+def config_with_reweighting(tmp_path: Path, section: dict = SECTION) -> Path:
     config = yaml.safe_load(TINY_CONFIG.read_text())
-    config["reweighting"] = SECTION
+    config["reweighting"] = section
     path = tmp_path / "reweighting.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))  # run order, hence the summary, unchanged
     return path
@@ -67,3 +67,14 @@ def test_weighted_table_shows_both_samples(reweighted):
     for metric in ("tree_c2st_auc", "max_ks"):
         assert 0.0 <= float(rows[metric]["weighted"]) <= 1.0
     assert (reweighted / f"results/eval/{RUN}/features_weighted.png").stat().st_size > 10_000
+
+
+def test_the_default_tree_classifier_weights_the_sample(tiny_run, tmp_path):
+    workdir = tmp_path / "work"
+    shutil.copytree(tiny_run, workdir, symlinks=True)
+    config = config_with_reweighting(tmp_path, {"enabled": True, "tree": {"max_iter": 50}})
+    snakemake(workdir, f"results/flows/{RUN}/weights.root", "--configfile", str(config))
+    weights = io.read_matrix(workdir / f"results/flows/{RUN}/weights.root", ["weight"])[:, 0]
+    assert len(weights) == io.root_entries(workdir / f"results/flows/{RUN}/generated.root")
+    assert np.isfinite(weights).all() and (weights > 0).all() and weights.std() > 0
+    assert "gradient-boosted trees" in (workdir / f"results/logs/reweight/{RUN}.log").read_text()

@@ -50,9 +50,10 @@ Every training shows its epochs on stderr as it goes; the tables go to stdout.
 With ``--reweight`` a second generated sample and test_b train the classifier reweighting of
 ``flowsim.reweighting`` (``--reweighter mlp``, the default, or ``tree``); the tree C2ST and the
 KS distance of the *first* sample are then also shown weighted (never instead of the
-unweighted numbers). A third sample of four times test_a's size is thinned by rejection with
-the same weights (``accept_by_weight``, bound = its largest weight): an unweighted sample of
-the reweighted density, judged by the tree C2ST like the first, with its acceptance.
+unweighted numbers). Fresh flow events, in batches of four times test_a's size, are thinned
+by rejection with the same weights until as many as test_a are kept (``rejection_sample``):
+an unweighted sample of the reweighted density, judged by the tree C2ST like the first, with
+its acceptance.
 
     python benchmarks/fidelity.py [--rows 60000] [--first-row 0] [--seeds 1 2 3] [--reweight] [--reweighter mlp|tree]
         [--models glow maf zuko_maf ...] [--max-epochs N] [--overlay settings.yaml]

@@ -17,7 +17,8 @@ from flowsim.reweighting import (
 
 SHIFT = np.array([0.5, -0.3])
 QUICK = ReweightSettings(
-    classifier="mlp", hidden=32, residual_blocks=1, dropout=0.0, training={"batch_size": 512, "max_epochs": 20, "device": "cpu"}
+    classifier="mlp", hidden=32, residual_blocks=1, dropout=0.0,
+    training={"batch_size": 512, "max_epochs": 20, "device": "cpu"},
 )
 TREE = ReweightSettings(classifier="tree")
 #: how closely each classifier learns the linear log-ratio: trees are piecewise constant

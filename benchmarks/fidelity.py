@@ -84,7 +84,7 @@ import yaml
 from flowsim.config import ConfigError, check_config, merge_config
 from flowsim.data.higgs import FEATURE_COLUMNS
 from flowsim.data.reader import read_higgs
-from flowsim.data.scaling import fit_scaler
+from flowsim.data.scaling import Scaler, fit_scaler
 from flowsim.data.splits import SplitFractions, split_indices
 from flowsim.flows import build_flow
 from flowsim.flows.jobs import negative_log_likelihood
@@ -192,6 +192,15 @@ def background_splits(path: str, first_row: int, rows: int) -> dict[str, np.ndar
     bkg = sample.background[n_bkg_before:][:, columns]
     parts = split_indices(len(bkg), seed=42, label=0, fractions=SplitFractions())
     return {name: bkg[index] for name, index in parts.items()}
+
+
+def fit_protocol_scaler(train: np.ndarray, flip: list[str] | None = None, **options) -> Scaler:
+    """The protocol's Gauss-rank scaling of the config's features, fitted on ``train``, with odd
+    maps for ``flip`` (default: the config's ``symmetry.flip_signs``); ``options`` go to
+    ``fit_scaler`` (e.g. ``max_knots``)."""
+    if flip is None:
+        flip = CONFIG.get("symmetry", {}).get("flip_signs", [])
+    return fit_scaler(train, CONFIG["features"], "gauss_rank", odd=flip, **options)
 
 
 def _background_rows_before(path: str, first_row: int) -> int:
@@ -411,7 +420,7 @@ def main(options: argparse.Namespace) -> None:
         data["train"] = np.concatenate([data["train"], data["val"]])
         print(f"training on train and val: {len(data['train'])} events, val NLL in-sample", flush=True)
     flip = [] if options.no_symmetry else CONFIG.get("symmetry", {}).get("flip_signs", [])
-    scaler = fit_scaler(data["train"], CONFIG["features"], "gauss_rank", odd=flip)
+    scaler = fit_protocol_scaler(data["train"], flip)
     print(f"sign-flip symmetry: {', '.join(flip) or 'none'}")
     scaled_a, scaled_b = (scaler.transform(data[k]).astype(np.float32) for k in ("test_a", "test_b"))
     nulls = [classifier_two_sample_test(scaled_a, scaled_b, settings=c2st_settings(options.device), seed=s, name="null").auc

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 import fidelity
-from flowsim.data.scaling import Scaler, fit_scaler
+from flowsim.data.scaling import Scaler
 from flowsim.metrics.c2st import tree_two_sample_test, with_marginals_of
 
 Draw = Callable[[np.random.Generator], np.ndarray]
@@ -51,12 +51,6 @@ def without_replacement(train: np.ndarray, n: int) -> Draw:
 def through_inverse(scaler: Scaler, shape: tuple[int, int]) -> Draw:
     """N(0, 1) mapped back to data units: the sample of a flow exact in the scaled space."""
     return lambda rng: scaler.inverse(rng.standard_normal(shape).astype(np.float32))
-
-
-def fit_default_scaler(train: np.ndarray, max_knots: int = 10_000) -> Scaler:
-    """The protocol's Gauss-rank scaling (odd maps for the config's flipped features)."""
-    flip = fidelity.CONFIG["symmetry"]["flip_signs"]
-    return fit_scaler(train, fidelity.CONFIG["features"], "gauss_rank", odd=flip, max_knots=max_knots)
 
 
 def donors(data: dict, scaler, max_knots: Iterable[int] = ()) -> dict[str, Draw]:
@@ -73,8 +67,8 @@ def donors(data: dict, scaler, max_knots: Iterable[int] = ()) -> dict[str, Draw]
     return {
         "test_b itself (the null)": lambda rng: data["test_b"],
         "N(0, 1) through the inverse scaling": through_inverse(scaler, shape),
-        **{f"N(0, 1) through a scaling of at most {k:,} knots": through_inverse(fit_default_scaler(train, k), shape)
-           for k in max_knots},
+        **{f"N(0, 1) through a scaling of at most {k:,} knots":
+           through_inverse(fidelity.fit_protocol_scaler(train, max_knots=k), shape) for k in max_knots},
         f"the {len(train):,} training events, with replacement": resampled(len(train)),
         f"{len(train) // 2:,} training events, with replacement": resampled(len(train) // 2),
         f"{len(train) // 4:,} training events, with replacement": resampled(len(train) // 4),
@@ -125,7 +119,7 @@ def main() -> None:
                         help="also the floor through scalings thinned to these many knots (default 10,000)")
     options = parser.parse_args()
     data = fidelity.background_splits(options.csv, 0, options.rows)
-    scaler = fit_default_scaler(data["train"])
+    scaler = fidelity.fit_protocol_scaler(data["train"])
     print(f"train {len(data['train'])}, test_a {len(data['test_a'])}, test_b {len(data['test_b'])}; "
           f"{options.draws} draws per row\n")  # fmt: skip
     print("| test_b's copula with the marginals of | tree C2ST AUC |\n|---|---|")

@@ -30,13 +30,18 @@ def config_with_reweighting(tmp_path: Path, section: dict = SECTION) -> Path:
     return path
 
 
+def reweighting_copy(tiny_run: Path, root: Path, target: str, section: dict = SECTION) -> Path:
+    """A copy of the finished tiny run under ``root`` with ``target`` made by the reweighting
+    rules under ``section``."""
+    workdir = root / "work"
+    shutil.copytree(tiny_run, workdir, symlinks=True)
+    snakemake(workdir, target, "--configfile", str(config_with_reweighting(root, section)))
+    return workdir
+
+
 @pytest.fixture(scope="module")
 def reweighted(tiny_run, tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("reweighting") / "work"
-    shutil.copytree(tiny_run, workdir, symlinks=True)
-    config = config_with_reweighting(workdir.parent)
-    snakemake(workdir, f"results/eval/{RUN}/weighted.tsv", "--configfile", str(config))
-    return workdir
+    return reweighting_copy(tiny_run, tmp_path_factory.mktemp("reweighting"), f"results/eval/{RUN}/weighted.tsv")
 
 
 def test_enabling_reweighting_adds_only_its_own_jobs(tiny_run, tmp_path):
@@ -70,10 +75,8 @@ def test_weighted_table_shows_both_samples(reweighted):
 
 
 def test_the_default_tree_classifier_weights_the_sample(tiny_run, tmp_path):
-    workdir = tmp_path / "work"
-    shutil.copytree(tiny_run, workdir, symlinks=True)
-    config = config_with_reweighting(tmp_path, {"enabled": True, "tree": {"max_iter": 50}})
-    snakemake(workdir, f"results/flows/{RUN}/weights.root", "--configfile", str(config))
+    section = {"enabled": True, "tree": {"max_iter": 50}}
+    workdir = reweighting_copy(tiny_run, tmp_path, f"results/flows/{RUN}/weights.root", section)
     weights = io.read_matrix(workdir / f"results/flows/{RUN}/weights.root", ["weight"])[:, 0]
     assert len(weights) == io.root_entries(workdir / f"results/flows/{RUN}/generated.root")
     assert np.isfinite(weights).all() and (weights > 0).all() and weights.std() > 0

@@ -89,13 +89,13 @@ def test_cpu_runs_ask_for_no_gpu(tmp_path):
     assert all(res.get("gpu", "0") == "0" for resources in jobs.values() for res in resources)
 
 
-def test_c2st_jobs_ask_for_a_gpu_when_their_section_says_cuda(tmp_path):
-    overlay = tmp_path / "c2st-cuda.yaml"
-    overlay.write_text("c2st: {training: {device: cuda}}\n")
+def test_c2st_and_reweight_jobs_ask_for_a_gpu_when_their_section_says_cuda(tmp_path):
+    overlay = tmp_path / "sections-cuda.yaml"
+    overlay.write_text("c2st: {training: {device: cuda}}\nreweighting: {enabled: true, training: {device: cuda}}\n")
     result = snakemake(tmp_path, "--configfile", str(TINY_CONFIG), str(overlay), "-n")
     jobs = _resources_by_rule(result.stdout + result.stderr)
-    assert {"c2st", "c2st_null", "train_flow"} <= set(jobs)
-    assert all(res.get("gpu") == "1" for rule in ("c2st", "c2st_null") for res in jobs[rule])
+    assert {"c2st", "c2st_null", "reweight", "train_flow"} <= set(jobs)
+    assert all(res.get("gpu") == "1" for rule in ("c2st", "c2st_null", "reweight") for res in jobs[rule])
     assert all(res.get("gpu", "0") == "0" for res in jobs["train_flow"])  # tiny.yaml trains on the CPU
 
 

@@ -175,7 +175,9 @@ rule reweight:
     # one core, as c2st: its classifier of the same kind gained nothing from a second thread
     threads: 1
     resources:
-        gpu=lambda wc: run_uses_gpu(wc.run),
+        # it draws a second sample of the run's flow (a GPU run's flow is sized for one), and an
+        # MLP classifier trains on reweighting.training.device
+        gpu=lambda wc: max(run_uses_gpu(wc.run), section_uses_gpu(config["reweighting"])),
         mem_mb=lambda wc, input: 2000 + 20 * input.size_mb,
         runtime=60,
     script:

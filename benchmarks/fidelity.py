@@ -419,9 +419,8 @@ def main(options: argparse.Namespace) -> None:
     if options.train_on_val:
         data["train"] = np.concatenate([data["train"], data["val"]])
         print(f"training on train and val: {len(data['train'])} events, val NLL in-sample", flush=True)
-    flip = [] if options.no_symmetry else CONFIG.get("symmetry", {}).get("flip_signs", [])
-    scaler = fit_protocol_scaler(data["train"], flip)
-    print(f"sign-flip symmetry: {', '.join(flip) or 'none'}")
+    scaler = fit_protocol_scaler(data["train"], [] if options.no_symmetry else None)
+    print(f"sign-flip symmetry: {', '.join(scaler.odd_features) or 'none'}")
     scaled_a, scaled_b = (scaler.transform(data[k]).astype(np.float32) for k in ("test_a", "test_b"))
     nulls = [classifier_two_sample_test(scaled_a, scaled_b, settings=c2st_settings(options.device), seed=s, name="null").auc
              for s in options.seeds]  # fmt: skip

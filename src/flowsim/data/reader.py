@@ -1,10 +1,17 @@
 """Streaming reader and validator for files in the HIGGS layout (``.csv`` or ``.csv.gz``).
 
-The file is decompressed in a background thread and cut into blocks at line ends; each block is
-parsed by pyarrow's multi-threaded CSV parser straight into float32 and validated row by row:
-29 numeric columns, finite values, a label of exactly 0 or 1. Because every block knows the
-number of its first line, any problem is reported with the file, the line and what was wrong.
-The first row is an event (HIGGS has no header), so column names are never taken from it.
+The file is decompressed in a background thread (zlib, every gzip member of the file) and cut
+into blocks at line ends; each block is parsed by pyarrow's multi-threaded CSV parser straight
+into float32 and validated row by row: 29 numeric columns, finite values, a label whose text is
+exactly 0 or 1. Because every block knows the number of its first line, any problem is reported
+with the file, the line and what was wrong. The first row is an event (HIGGS has no header), so
+column names are never taken from it.
+
+What real files have and is accepted: a last line without a line end, blank lines (LF or CRLF)
+after the last row, CRLF line ends, several gzip members back to back (pigz, bgzip). What is
+refused with the file named: a blank line between rows (with its line), a gzip file named
+``.csv`` or a plain or otherwise compressed file named ``.gz`` (saying what the file is), a
+truncated gzip stream (with the number of complete lines it holds).
 """
 
 from __future__ import annotations
@@ -13,22 +20,50 @@ import logging
 import math
 import os
 import queue
+import re
 import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from flowsim.data.higgs import COLUMNS, N_COLUMNS
 
-__all__ = ["HiggsFormatError", "HiggsSample", "iter_blocks", "read_higgs"]
+__all__ = ["HiggsFormatError", "HiggsSample", "file_format", "iter_blocks", "read_higgs"]
 
 log = logging.getLogger(__name__)
 
 _BLOCK_BYTES = 8 << 20
+_RAW_BYTES = 1 << 20  # compressed bytes handed to zlib at a time
+_BLANK = b" \t\r\n"
+
+#: A number as pyarrow's float parser takes it (checked in tests/data/test_reader.py): spaces
+#: or tabs around, no underscores (Python's ``float`` takes ``1_5``), ASCII digits only.
+_NUMBER = re.compile(
+    rb"[ \t]*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|nan|inf|infinity)[ \t]*",
+    re.IGNORECASE,
+)
+#: Label texts that are exactly 0 or exactly 1 however written; any other text is judged by
+#: its exact decimal value (``0.1e1`` is 1, ``0.99999999`` and ``1e-46`` are neither).
+_EXACT_LABEL = (
+    r"^[ \t]*(?:[+-]?(?:0+\.?0*|\.0+)(?:[eE][+-]?[0-9]+)?"
+    r"|\+?0*1(?:\.0*)?(?:[eE][+-]?0+)?)[ \t]*$"
+)
+
+#: Leading bytes of compressed formats a HIGGS file could be mistaken for.
+_MAGIC = {
+    b"\x1f\x8b": "gzip",
+    b"BZh": "bzip2",
+    b"\xfd7zXZ\x00": "xz",
+    b"\x28\xb5\x2f\xfd": "zstd",
+    b"PK\x03\x04": "zip",
+}
 
 
 class HiggsFormatError(ValueError):
@@ -51,28 +86,138 @@ class HiggsSample:
     n_rows: int
 
 
-def _open_stream(path: Path) -> pa.NativeFile:
-    compression = "gzip" if path.suffix == ".gz" else None
-    return pa.input_stream(str(path), compression=compression)
+def _head(path: str | os.PathLike[str], size: int = 8) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(size)
 
 
-def _raw_chunks(path: Path, block_bytes: int) -> Iterator[bytes]:
-    """Yield chunks of decompressed text that each end on a line end (the last one may not)."""
-    rest = b""
-    with _open_stream(path) as stream:
+def file_format(path: str | os.PathLike[str]) -> str:
+    """What a file is by its first bytes: ``"gzip"``, another compression's name, ``"empty"``,
+    ``"text"`` (ASCII) or ``"binary"``."""
+    head = _head(path, 4096)
+    if not head:
+        return "empty"
+    for magic, name in _MAGIC.items():
+        if head.startswith(magic):
+            return name
+    if head.isascii() and not re.search(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", head):
+        return "text"
+    return "binary"
+
+
+def _check_format(path: Path) -> bool:
+    """Whether ``path`` is to be gunzipped; refuses a file whose name says otherwise."""
+    kind = file_format(path)
+    named_gz = path.suffix == ".gz"
+    if kind == "empty":
+        raise HiggsFormatError(path, None, "empty file: no events")
+    if kind == "gzip" and not named_gz:
+        raise HiggsFormatError(
+            path, None, f"is gzip-compressed but named {path.suffix or 'without .gz'}: "
+            f"rename it to {path.name}.gz"
+        )  # fmt: skip
+    if kind == "text" and named_gz:
+        raise HiggsFormatError(
+            path, None, f"is plain text, not gzip, although named .gz: rename it to {path.stem}"
+        )
+    if kind == "binary":
+        raise HiggsFormatError(
+            path, None, "is neither ASCII text nor gzip (it starts with "
+            f"{_head(path)!r}): expected plain .csv or gzip .csv.gz"
+        )  # fmt: skip
+    if kind != "gzip" and kind != "text":
+        raise HiggsFormatError(
+            path, None, f"is {kind}-compressed: expected plain .csv or gzip .csv.gz; "
+            "recompress it with gzip"
+        )  # fmt: skip
+    return kind == "gzip"
+
+
+class _Truncated(Exception):
+    """The compressed stream ended before its end-of-member marker."""
+
+
+def _gunzip(path: Path, piece_bytes: int) -> Iterator[bytes]:
+    """Decompressed pieces (at most ``piece_bytes`` each) of every gzip member of ``path``.
+
+    zlib hands out everything it can decompress, so a truncated file yields all its complete
+    data before :class:`_Truncated` is raised.
+    """
+    with open(path, "rb") as f:
+        inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        pending = b""
         while True:
-            data = stream.read(block_bytes)
-            if not data:
-                break
-            data = rest + data
+            if not pending:
+                pending = f.read(_RAW_BYTES)
+                if not pending:
+                    break
+            out = inflater.decompress(pending, piece_bytes)
+            pending = inflater.unconsumed_tail
+            if out:
+                yield out
+            if inflater.eof:  # a member ends; another may follow (pigz, bgzip)
+                pending = inflater.unused_data or f.read(_RAW_BYTES)
+                if not pending:
+                    return
+                inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+            elif not pending:
+                while out := inflater.decompress(b"", piece_bytes):  # output zlib still holds
+                    yield out
+        rest = inflater.flush()
+        if rest:
+            yield rest
+        if not inflater.eof:
+            raise _Truncated
+
+
+def _plain(path: Path, piece_bytes: int) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while piece := f.read(piece_bytes):
+            yield piece
+
+
+def _trailing_blank_start(data: bytes) -> int:
+    """Offset where the run of blank lines at the end of ``data`` (ending on a line end) starts."""
+    core = len(data.rstrip(_BLANK))
+    if core == 0:
+        return 0
+    return data.index(b"\n", core) + 1
+
+
+def _line_blocks(path: Path, gz: bool, block_bytes: int) -> Iterator[bytes]:
+    """Blocks of whole lines, each ending on a line end, in file order.
+
+    Blank lines at the end of the file are dropped (with a log line); a blank line followed by
+    an event stays, for the parser to name. A last line without a line end gets one.
+    """
+    pieces = _gunzip(path, block_bytes) if gz else _plain(path, block_bytes)
+    rest = b""
+    lines = 0
+    try:
+        for piece in pieces:
+            data = rest + piece
             cut = data.rfind(b"\n") + 1
             if cut == 0:  # a single line longer than the block: keep reading
                 rest = data
                 continue
-            rest = data[cut:]
-            yield data[:cut]
-    if rest:
-        yield rest
+            # blank lines are held back until an event follows them (then they are errors)
+            keep = _trailing_blank_start(data[:cut])
+            rest = data[keep:]
+            if keep:
+                lines += data.count(b"\n", 0, keep)
+                yield data[:keep]
+    except _Truncated:
+        complete = lines + rest.count(b"\n")
+        cut = _trailing_blank_start(rest[: rest.rfind(b"\n") + 1])
+        if cut:
+            yield rest[:cut]
+        raise HiggsFormatError(
+            path, None, f"truncated gzip stream: the file ends after {complete} complete lines"
+        ) from None
+    if rest.strip(_BLANK):
+        yield rest if rest.endswith(b"\n") else rest + b"\n"
+    elif rest:
+        log.info("%s: ignored %d blank line(s) after the last event", path, rest.count(b"\n") or 1)
 
 
 def _prefetch(chunks: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
@@ -111,8 +256,9 @@ def _prefetch(chunks: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
 
 _READ_OPTIONS = dict(autogenerate_column_names=True, use_threads=True)
 _PARSE_OPTIONS = pacsv.ParseOptions(ignore_empty_lines=False)
+# the label is read as text so that it is judged on its exact value, not after rounding
 _CONVERT_OPTIONS = pacsv.ConvertOptions(
-    column_types={f"f{i}": pa.float32() for i in range(N_COLUMNS)},
+    column_types={"f0": pa.string(), **{f"f{i}": pa.float32() for i in range(1, N_COLUMNS)}},
     null_values=[],
     strings_can_be_null=False,
     quoted_strings_can_be_null=False,
@@ -126,17 +272,45 @@ def _locate_problem(chunk: bytes) -> tuple[int, str] | None:
         if not line and offset == chunk.count(b"\n"):
             break  # the empty string after the final line end
         fields = line.split(b",")
-        if not line:
+        if not line.strip(_BLANK):
             return offset, f"empty line (expected {N_COLUMNS} comma-separated numbers)"
         if len(fields) != N_COLUMNS:
             return offset, f"expected {N_COLUMNS} columns, found {len(fields)}"
-        for col, field in enumerate(fields):
-            try:
-                float(field)
-            except ValueError:
+        label = _exact_label(fields[0].decode(errors="replace"))
+        if isinstance(label, str):
+            return offset, label
+        for col, field in enumerate(fields[1:], start=1):
+            if not _NUMBER.fullmatch(field):
                 text = field.decode(errors="replace")[:40]
                 return offset, f"non-numeric value {text!r} in column {col + 1} ({COLUMNS[col]})"
     return None
+
+
+def _exact_label(text: str) -> float | str:
+    """0.0 or 1.0 for a label text whose exact value is 0 or 1, else the problem."""
+    if not _NUMBER.fullmatch(text.encode()):
+        return f"non-numeric value {text[:40]!r} in column 1 ({COLUMNS[0]})"
+    value = Decimal(text.strip(" \t"))
+    if not value.is_finite():
+        return f"non-finite value {text.strip()} in column 1 ({COLUMNS[0]})"
+    if value in (0, 1):
+        return float(value)
+    return f"label {text.strip()!r} is neither 0 (background) nor 1 (signal)"
+
+
+def _labels(path: Path, text: pa.ChunkedArray, first_line: int) -> np.ndarray:
+    """The label column as float32 0/1, judged on the exact value of its text."""
+    exact = pc.match_substring_regex(text, _EXACT_LABEL).to_numpy(zero_copy_only=False)
+    for row in np.flatnonzero(~exact):  # unusual spellings: exact decimal arithmetic
+        value = _exact_label(text[int(row)].as_py())
+        if isinstance(value, str):
+            raise HiggsFormatError(path, first_line + int(row), value)
+    # every text is now a number whose exact value is 0 or 1, which float64 represents exactly
+    try:
+        values = pc.cast(text, pa.float64())
+    except pa.ArrowInvalid:  # the CSV parser takes spaces around a number, the cast does not
+        values = pc.cast(pc.utf8_trim(text, " \t"), pa.float64())
+    return values.to_numpy(zero_copy_only=False).astype(np.float32)
 
 
 def _parse_chunk(path: Path, chunk: bytes, first_line: int) -> np.ndarray:
@@ -152,7 +326,7 @@ def _parse_chunk(path: Path, chunk: bytes, first_line: int) -> np.ndarray:
     except pa.ArrowInvalid as exc:
         located = _locate_problem(chunk)
         if located is None:
-            last = first_line + chunk.count(b"\n")
+            last = first_line + chunk.count(b"\n") - 1
             raise HiggsFormatError(path, None, f"lines {first_line}-{last}: {exc}") from exc
         offset, problem = located
         raise HiggsFormatError(path, first_line + offset, problem) from None
@@ -161,13 +335,14 @@ def _parse_chunk(path: Path, chunk: bytes, first_line: int) -> np.ndarray:
             path, first_line, f"expected {N_COLUMNS} columns, found {table.num_columns}"
         )
     block = np.empty((table.num_rows, N_COLUMNS), dtype=np.float32)
-    for j, column in enumerate(table.columns):
-        block[:, j] = column.to_numpy()
+    block[:, 0] = _labels(path, table.column(0), first_line)
+    for j in range(1, N_COLUMNS):
+        block[:, j] = table.column(j).to_numpy()
     return block
 
 
 def _validate_block(path: Path, block: np.ndarray, first_line: int) -> None:
-    """Check finiteness and labels; name the first offending line."""
+    """Check that every feature is finite; name the first offending line."""
     finite = np.isfinite(block)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
@@ -175,13 +350,6 @@ def _validate_block(path: Path, block: np.ndarray, first_line: int) -> None:
             path,
             first_line + int(row),
             f"non-finite value {float(block[row, col])} in column {col + 1} ({COLUMNS[col]})",
-        )
-    label = block[:, 0]
-    bad = (label != 0) & (label != 1)
-    if bad.any():
-        row = int(np.argmax(bad))
-        raise HiggsFormatError(
-            path, first_line + row, f"label {float(label[row])} is neither 0 (background) nor 1 (signal)"
         )
 
 
@@ -194,17 +362,19 @@ def iter_blocks(
     """Yield ``(first_line, block)`` with validated (n, 29) float32 blocks of a HIGGS file.
 
     ``max_rows`` stops after that many rows (the first rows of the file). Lines count from 1.
-    Raises :class:`HiggsFormatError` for a missing or empty file, a truncated or corrupt gzip,
-    a wrong column count, a non-numeric or non-finite value, or a label other than 0/1.
+    Raises :class:`HiggsFormatError` for a missing or empty file, a file whose name does not
+    say its compression, a truncated or corrupt gzip, a blank line between events, a wrong
+    column count, a non-numeric or non-finite value, or a label other than exactly 0 or 1.
     """
     path = Path(path)
     if not path.is_file():
         raise HiggsFormatError(path, None, "no such file")
     if max_rows is not None and max_rows < 1:
         raise ValueError(f"max_rows must be a positive number of rows, got {max_rows}")
+    gz = _check_format(path)
     line = 1
     rows = 0
-    chunks = _prefetch(_raw_chunks(path, block_bytes))
+    chunks = _prefetch(_line_blocks(path, gz, block_bytes))
     try:
         for chunk in chunks:
             block = _parse_chunk(path, chunk, line)
@@ -215,13 +385,8 @@ def iter_blocks(
             yield line, block
             rows += len(block)
             line += len(block)
-    except (OSError, EOFError) as exc:
-        text = str(exc)
-        if "runcated" in text or isinstance(exc, EOFError):
-            problem = f"truncated gzip stream: the file ends after {line - 1} complete lines"
-        else:
-            problem = f"cannot be decompressed or read ({text})"
-        raise HiggsFormatError(path, None, problem) from exc
+    except (OSError, zlib.error) as exc:
+        raise HiggsFormatError(path, None, f"cannot be decompressed or read ({exc})") from exc
     finally:
         chunks.close()
     if line == 1:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import socket
 import threading
 
 import pytest
 
-from flowsim.data.fetch import ChecksumError, download, sha256_file
+from flowsim.data.fetch import ChecksumError, DownloadError, download, sha256_file
 
 PAYLOAD = bytes(range(256)) * 4000  # ~1 MB
 
@@ -19,6 +20,9 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
     ranges: list[str | None] = []
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
+        if self.path.endswith("/missing"):
+            self.send_error(404)
+            return
         header = self.headers.get("Range")
         type(self).ranges.append(header)
         start = int(header.split("=")[1].rstrip("-")) if header else 0
@@ -72,3 +76,23 @@ def test_checksum_mismatch_is_refused_and_nothing_kept(tmp_path, server):
     with pytest.raises(ChecksumError, match=f"is {SHA}, expected 0{{64}}: refusing"):
         download(server, tmp_path / "HIGGS.csv.gz", sha256="0" * 64)
     assert list(tmp_path.iterdir()) == []
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_offline_download_names_the_url_and_the_way_around(tmp_path):
+    url = f"http://127.0.0.1:{_closed_port()}/HIGGS.csv.gz"
+    with pytest.raises(DownloadError, match=f"cannot download {url}: .*source: path") as info:
+        download(url, tmp_path / "HIGGS.csv.gz", sha256=SHA, timeout=5)
+    assert "Traceback" not in str(info.value)
+    assert not (tmp_path / "HIGGS.csv.gz").exists()
+
+
+def test_http_error_names_the_url(tmp_path, server):
+    url = server.replace("HIGGS.csv.gz", "missing")
+    with pytest.raises(DownloadError, match=f"cannot download {url}: HTTP 404"):
+        download(url, tmp_path / "HIGGS.csv.gz", sha256=SHA)

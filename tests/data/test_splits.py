@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
+
 import numpy as np
 import pytest
 
 from flowsim import io
 from flowsim.data.higgs import COLUMNS, FEATURE_COLUMNS
+from flowsim.data.fetch import ChecksumError
 from flowsim.data.splits import (
-    CLASSES, SPLITS, SplitFractions, nested_subset, split_indices, split_sizes, write_splits,
+    CLASSES, SPLITS, SplitFractions, count_duplicate_rows, nested_subset, split_indices,
+    split_sizes, write_splits,
 )  # fmt: skip
 from tests.higgs_files import write_csv
 
@@ -136,3 +141,63 @@ def test_nested_subset_is_uniform():
 def test_nested_subset_refuses_impossible_sizes(keep):
     with pytest.raises(ValueError, match=f"cannot keep {keep} of 100 rows"):
         nested_subset(100, keep, seed=0)
+
+
+def test_a_file_that_is_not_the_one_named_is_refused_before_anything_is_written(tmp_path, higgs_rows):
+    source = write_csv(tmp_path / "HIGGS.csv.gz", higgs_rows)
+    actual = hashlib.sha256(source.read_bytes()).hexdigest()
+    with pytest.raises(ChecksumError, match=f"its sha256 is {actual}, but data.sha256 expects {'a' * 64}"):
+        write_splits(
+            source, _outputs(tmp_path), tmp_path / "m.json", seed=3, fractions=SplitFractions(),
+            expected_sha256="a" * 64,
+        )  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["HIGGS.csv.gz"]
+    manifest = write_splits(
+        source, _outputs(tmp_path), tmp_path / "m.json", seed=3, fractions=SplitFractions(),
+        expected_sha256=actual.upper(),
+    )  # fmt: skip
+    assert manifest["source_sha256"] == actual
+
+
+def test_the_checksum_is_named_before_a_format_error_of_the_wrong_file(tmp_path):
+    source = tmp_path / "HIGGS.csv.gz"
+    source.write_bytes(b"<html>404 not found</html>")
+    with pytest.raises(ChecksumError, match="not the file the configuration names"):
+        write_splits(
+            source, _outputs(tmp_path), tmp_path / "m.json", seed=3, fractions=SplitFractions(),
+            expected_sha256="a" * 64,
+        )  # fmt: skip
+
+
+def _count_by_python(rows: np.ndarray) -> int:
+    """Copies of earlier rows, by a set of the rows' values (-0.0 == 0.0 as numbers)."""
+    seen: set[tuple[float, ...]] = set()
+    copies = 0
+    for row in rows.tolist():
+        key = tuple(v + 0.0 for v in row)
+        copies += key in seen
+        seen.add(key)
+    return copies
+
+
+def test_duplicate_rows_are_counted_exactly():
+    rng = np.random.default_rng(5)
+    rows = rng.normal(size=(2000, 6)).astype(np.float32)
+    rows = np.concatenate([rows, rows[[3, 3, 3, 17, 1999]], np.zeros((2, 6), np.float32)])
+    rows[-1, 2] = -0.0  # the same event as the row before it
+    almost = rows[10].copy()
+    almost[5] = np.nextafter(almost[5], np.float32(np.inf))  # one ulp away: not a copy
+    rows = rng.permutation(np.concatenate([rows, almost[None]]))
+    assert count_duplicate_rows(rows) == _count_by_python(rows) == 5 + 1
+    assert count_duplicate_rows(rows.astype(np.float64)) == 6
+    assert count_duplicate_rows(rows[:1]) == 0
+
+
+def test_duplicates_are_logged_and_in_the_manifest(tmp_path, higgs_rows, caplog):
+    rows = np.concatenate([higgs_rows, higgs_rows[:7]])  # 7 copies, of both classes
+    source = write_csv(tmp_path / "h.csv", rows)
+    with caplog.at_level(logging.WARNING):
+        manifest = write_splits(source, _outputs(tmp_path), tmp_path / "m.json", seed=3, fractions=SplitFractions())
+    expected = {cls: int(np.sum(higgs_rows[:7, 0] == label)) for cls, label in CLASSES.items()}
+    assert manifest["duplicate_rows"] == expected and sum(expected.values()) == 7
+    assert f"{expected['bkg']} bkg and {expected['sig']} sig rows are exact copies" in caplog.text

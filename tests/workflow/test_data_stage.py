@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import socket
+
 import numpy as np
 import pytest
 import yaml
@@ -92,3 +95,38 @@ def test_each_source_plans_its_rule(tmp_path, source):
     out = snakemake(tmp_path, "--configfile", str(config), "-n").stdout
     rule = {"toy": "make_toy_higgs", "uci": "fetch_higgs"}[source]
     assert f"rule {rule}:" in out or f"localrule {rule}:" in out
+
+
+def _uci_config(tmp_path, **data):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"data": {"source": "uci", **data}}))
+    return config
+
+
+def test_a_higgs_file_already_in_resources_is_held_to_the_checksum(tmp_path):
+    # a HIGGS.csv.gz copied in by hand (or kept by --rerun-triggers mtime) is used only if it
+    # is the file data.sha256 names
+    (tmp_path / "resources/higgs").mkdir(parents=True)
+    source = write_csv(tmp_path / "resources/higgs/HIGGS.csv.gz", make_rows(1000, seed=6))
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    config = _uci_config(tmp_path, sha256="f" * 64)
+    result = snakemake(tmp_path, "results/data/manifest.json", "--configfile", str(config), check=False)
+    assert result.returncode != 0
+    log = (tmp_path / "results/logs/split_higgs.log").read_text()
+    assert f"its sha256 is {digest}, but data.sha256 expects {'f' * 64}" in log
+    assert not list((tmp_path / "results").glob("data/*"))
+    snakemake(tmp_path, "results/data/manifest.json", "--configfile", str(_uci_config(tmp_path, sha256=digest)))
+    assert io.read_json(tmp_path / "results/data/manifest.json")["source_sha256"] == digest
+
+
+def test_offline_download_says_how_to_use_a_local_copy(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/HIGGS.csv.gz"  # nobody listens there
+    config = _uci_config(tmp_path, url=url)
+    result = snakemake(tmp_path, "results/data/manifest.json", "--configfile", str(config), check=False)
+    assert result.returncode != 0
+    log = (tmp_path / "results/logs/fetch_higgs.log").read_text()
+    assert f"cannot download {url}" in log and "data: {source: path, path:" in log
+    assert "URLError" not in log.splitlines()[-1]
+    assert not (tmp_path / "resources/higgs/HIGGS.csv.gz").exists()

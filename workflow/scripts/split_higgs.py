@@ -17,4 +17,5 @@ with job_logging(snakemake.log[0]):
         ),
         max_events=snakemake.params.max_events,
         max_rows=snakemake.params.max_rows,
+        expected_sha256=snakemake.params.sha256,
     )

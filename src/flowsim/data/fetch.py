@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-__all__ = ["ChecksumError", "download", "sha256_file"]
+__all__ = ["ChecksumError", "DownloadError", "download", "sha256_file"]
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,20 @@ _CHUNK = 1 << 20
 
 
 class ChecksumError(RuntimeError):
-    """The downloaded file's sha256 differs from the expected one."""
+    """A file's sha256 differs from the expected one."""
+
+
+class DownloadError(OSError):
+    """The file could not be downloaded; the message names the URL and the way around it."""
+
+
+def _without_internet(url: str, target: Path, reason: object) -> DownloadError:
+    return DownloadError(
+        f"cannot download {url}: {reason}. Without access to it, copy HIGGS.csv.gz here by "
+        f"other means and name it in the configuration: data: {{source: path, path: "
+        f"/where/it/is/HIGGS.csv.gz}} (or place it at {target} and keep source: uci; it is "
+        "then checked against data.sha256)"
+    )
 
 
 def sha256_file(path: str | os.PathLike[str], chunk_size: int = 8 << 20) -> str:
@@ -81,6 +94,8 @@ def download(
 
     ``sha256`` None skips verification (logged as a warning). A mismatch removes the partial
     file and raises :class:`ChecksumError` naming both digests; the target is never written.
+    A server that cannot be reached raises :class:`DownloadError` naming the URL and how to
+    use a local copy instead.
     """
     target = Path(target)
     part = target.with_name(target.name + ".part")
@@ -90,8 +105,12 @@ def download(
         _fetch_into(part, url, start, timeout)
     except urllib.error.HTTPError as exc:
         if exc.code != 416 or not start:  # 416: the partial file is already whole
-            raise
+            raise _without_internet(url, target, f"HTTP {exc.code} {exc.reason}") from exc
         log.info("%s is already complete (%d bytes)", part, start)
+    except urllib.error.URLError as exc:  # no route, no name resolution, refused, ...
+        raise _without_internet(url, target, exc.reason) from exc
+    except (TimeoutError, ConnectionError) as exc:
+        raise _without_internet(url, target, exc) from exc
     digest = sha256_file(part)
     if sha256 is None:
         log.warning("no sha256 given for %s: the download (sha256 %s) is not verified", url, digest)

@@ -2,14 +2,18 @@
 
 Every writer goes through :func:`atomic_output`: the data land in a temporary file next to the
 target and are renamed over it only once complete, so a failed or killed job never leaves a
-half-written file where the workflow (or a physicist) would take it for a finished one.
+half-written file where the workflow (or a physicist) would take it for a finished one. A job
+killed outright (SIGKILL, a cluster's time limit) cannot remove its temporary file; the next
+writer of the same target does (:func:`remove_stale_temporaries`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -27,11 +31,14 @@ __all__ = [
     "read_json",
     "read_matrix",
     "read_tsv",
+    "remove_stale_temporaries",
     "root_entries",
     "write_events",
     "write_json",
     "write_tsv",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Name of the TTree holding events in every ROOT file the workflow writes.
 TREE_NAME = "events"
@@ -44,18 +51,44 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
+def _default_suffix(target: Path) -> str:
+    return "".join(target.suffixes)
+
+
+def remove_stale_temporaries(path: str | os.PathLike[str], suffix: str | None = None) -> list[Path]:
+    """Remove the temporary files that :func:`atomic_output` left beside ``path`` when its
+    writer was killed; return them. Each target has one writer at a time (the job that owns
+    it), so any such file is an orphan."""
+    target = Path(path)
+    if not target.parent.is_dir():
+        return []
+    # mkstemp's names: the prefix, 8 characters of [a-z0-9_], the suffix
+    pattern = re.compile(
+        re.escape(f".{target.name}.") + "[a-z0-9_]{8}" + re.escape(suffix or _default_suffix(target))
+    )
+    removed = []
+    for candidate in target.parent.iterdir():
+        if pattern.fullmatch(candidate.name) and candidate.is_file():
+            size = candidate.stat().st_size
+            candidate.unlink(missing_ok=True)
+            log.info("removed %s (%.1f MB), left by an earlier writer that was killed", candidate, size / 1e6)
+            removed.append(candidate)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path in the target's directory; rename it to ``path`` on success.
 
-    On any exception the temporary file is removed and the target is left untouched.
+    On any exception the temporary file is removed and the target is left untouched;
+    temporary files of earlier, killed writers of the same target are removed first.
     ``suffix`` defaults to the target's own suffix (uproot and numpy look at it).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=suffix or "".join(target.suffixes)
-    )
+    suffix = suffix or _default_suffix(target)
+    remove_stale_temporaries(target, suffix)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -229,3 +229,64 @@ def test_bad_settings_are_named():
         TrainConfig(scheduler="step")
     with pytest.raises(ValueError, match="'average_epochs' must be >= 0"):
         TrainConfig(average_epochs=-1.0)
+
+
+def _killed_after(tmp_path, monkeypatch, data, epochs: int, config=CONFIG) -> "Path":
+    """Train until the start of epoch ``epochs + 1``, then die: the checkpoint it leaves."""
+    real_batches = __import__("flowsim.training", fromlist=["_batches"])._batches
+
+    def dying_batches(n, batch_size, seed, epoch, device):
+        if epoch == epochs + 1:
+            raise _Kill()
+        return real_batches(n, batch_size, seed, epoch, device)
+
+    ckpt = tmp_path / "last.pt"
+    with monkeypatch.context() as m:
+        m.setattr("flowsim.training._batches", dying_batches)
+        with pytest.raises(_Kill):
+            train(make_model(), mse, *data, config, checkpoint=ckpt)
+    return ckpt
+
+
+@pytest.mark.parametrize(
+    ("change", "what"),
+    [
+        (lambda x, y: (x.flip(0), y.flip(0)), "training data"),  # same events, other order
+        (lambda x, y: (x + 1e-6, y), "training data"),
+    ],
+    ids=["reordered", "perturbed"],
+)
+def test_a_checkpoint_of_other_training_data_is_discarded(tmp_path, monkeypatch, caplog, change, what):
+    # same settings and the same numbers of events: only the content differs (another
+    # splits.seed, data.path or scaling.method makes exactly this difference)
+    train_data, val_data = regression_data(300, 1), regression_data(100, 2)
+    ckpt = _killed_after(tmp_path, monkeypatch, (train_data, val_data), epochs=3)
+    result = train(make_model(), mse, change(*train_data), val_data, CONFIG, checkpoint=ckpt)
+    assert [r["epoch"] for r in result.history] == list(range(1, CONFIG.max_epochs + 1))
+    assert f"discarding the checkpoint {ckpt} and starting afresh: its {what} differ" in caplog.text
+    assert "after epoch 3" in caplog.text and "resuming" not in caplog.text
+
+
+def test_a_checkpoint_of_other_validation_data_is_discarded(tmp_path, monkeypatch, caplog):
+    train_data, val_data = regression_data(300, 1), regression_data(100, 2)
+    ckpt = _killed_after(tmp_path, monkeypatch, (train_data, val_data), epochs=2)
+    train(make_model(), mse, train_data, regression_data(100, 3), CONFIG, checkpoint=ckpt)
+    assert "its validation data differ" in caplog.text
+
+
+def test_the_same_data_resumes(tmp_path, monkeypatch, caplog):
+    caplog.set_level("INFO")
+    data = regression_data(300, 1), regression_data(100, 2)
+    ckpt = _killed_after(tmp_path, monkeypatch, data, epochs=3)
+    copies = tuple(tuple(t.clone() for t in part) for part in data)  # equal content, new tensors
+    result = train(make_model(), mse, *copies, CONFIG, checkpoint=ckpt)
+    assert len(result.history) == CONFIG.max_epochs and "resuming after epoch 3" in caplog.text
+    assert "discarding" not in caplog.text
+
+
+def test_an_unreadable_checkpoint_is_discarded(tmp_path, caplog):
+    data = regression_data(300, 1), regression_data(100, 2)
+    ckpt = tmp_path / "last.pt"
+    ckpt.write_bytes(b"not a checkpoint")
+    result = train(make_model(), mse, *data, CONFIG, checkpoint=ckpt)
+    assert result.history[0]["epoch"] == 1 and "it cannot be read" in caplog.text

@@ -3,8 +3,9 @@
 AdamW, cosine annealing with warm restarts (stepped per batch, so restarts fall at fractional
 epochs too), gradient-norm clipping, optionally a moving average of the weights (then the
 average is what is validated, kept and returned), early stopping on the validation loss with the
-best weights restored, a checkpoint after every epoch that a restarted job resumes from, and a
-guard that stops on a non-finite loss while keeping the last good checkpoint.
+best weights restored, a checkpoint after every epoch that a restarted job resumes from (only
+if it was written with the same settings on the same data, compared by sha256), and a guard
+that stops on a non-finite loss while keeping the last good checkpoint.
 
 Reproducibility: the batch order of epoch ``e`` comes from a generator seeded with
 ``(seed, e)``, and the global RNG state (dropout) is checkpointed, so on CPU an interrupted and
@@ -22,6 +23,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -41,6 +43,7 @@ __all__ = [
     "configure_torch",
     "evaluate",
     "resolve_device",
+    "tensor_digest",
     "train",
     "write_history",
 ]
@@ -134,10 +137,28 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def _fingerprint(config: TrainConfig, extra: dict[str, Any]) -> str:
-    """Identifies a training set-up; a checkpoint is only resumed by the same set-up."""
-    text = json.dumps({"train": asdict(config), **extra}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def tensor_digest(tensors: Sequence[Tensor]) -> str:
+    """sha256 of the dtypes, shapes and bytes of ``tensors`` (moved to the CPU to be read)."""
+    digest = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        digest.update(f"{t.dtype}{tuple(t.shape)};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _fingerprint(
+    config: TrainConfig, extra: dict[str, Any], train_data: Sequence[Tensor], val_data: Sequence[Tensor]
+) -> dict[str, str]:
+    """Identifies a training set-up: its settings and the content of the data it trains and
+    validates on. A checkpoint is only resumed by the same set-up; each part is kept, so a
+    discarded checkpoint can say what changed."""
+    settings = json.dumps({"train": asdict(config), **extra}, sort_keys=True, default=str)
+    return {
+        "settings": hashlib.sha256(settings.encode()).hexdigest()[:16],
+        "training data": tensor_digest(train_data)[:16],
+        "validation data": tensor_digest(val_data)[:16],
+    }
 
 
 def _batches(n: int, batch_size: int, seed: int, epoch: int, device: torch.device) -> list[Tensor]:
@@ -208,18 +229,33 @@ class _WeightAverage:
 class _Checkpoint:
     """Epoch checkpoints in one file, replaced atomically, with the best weights alongside."""
 
-    def __init__(self, path: Path | None, fingerprint: str) -> None:
+    def __init__(self, path: Path | None, fingerprint: dict[str, str]) -> None:
         self.path = path
         self.fingerprint = fingerprint
 
     def load(self, device: torch.device) -> dict[str, Any] | None:
+        """The checkpoint's state if it was written by this set-up; any other one is removed
+        with a log line saying why."""
         if self.path is None or not self.path.exists():
             return None
-        state = torch.load(self.path, map_location=device, weights_only=True)
-        if state.get("fingerprint") != self.fingerprint:
-            log.info("ignoring %s: it belongs to another training set-up", self.path)
-            return None
-        return state
+        try:
+            state = torch.load(self.path, map_location=device, weights_only=True)
+        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
+            return self._discard(f"it cannot be read ({exc})")
+        stored = state.get("fingerprint") if isinstance(state, dict) else None
+        if stored == self.fingerprint:
+            return state
+        if not isinstance(stored, dict):
+            return self._discard("it was written by an earlier version, which did not record its data")
+        changed = [part for part in self.fingerprint if stored.get(part) != self.fingerprint[part]]
+        return self._discard(
+            f"its {' and '.join(changed)} differ from this job's (after epoch {state.get('epoch')})"
+        )
+
+    def _discard(self, reason: str) -> None:
+        log.warning("discarding the checkpoint %s and starting afresh: %s", self.path, reason)
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
     def save(self, state: dict[str, Any]) -> None:
         if self.path is None:
@@ -246,8 +282,9 @@ def train(
     ``train_data``/``val_data`` are tuples of tensors with events along dim 0 (e.g. ``(x,)``
     for a flow, ``(x, y)`` for a classifier), moved to the model's device by the caller or
     here. ``checkpoint`` names the file written after each epoch; if it exists and was made by
-    the same set-up (``config``, ``fingerprint_extra``, e.g. the model's hyperparameters and
-    the data's identity), training resumes from it. ``augment(batch, generator)``, if given,
+    the same set-up (``config``, ``fingerprint_extra``, e.g. the model's hyperparameters, and
+    the content of ``train_data`` and ``val_data``, by sha256), training resumes from it; a
+    checkpoint of any other set-up is removed with a log line naming what differs. ``augment(batch, generator)``, if given,
     maps every training batch (never the validation data) at random, drawing from a generator
     seeded per epoch, so that a resumed run stays reproducible (e.g.
     :class:`~flowsim.flows.symmetry.RandomSignFlip`). With ``config.average_epochs`` > 0 the
@@ -276,7 +313,7 @@ def train(
 
     ckpt = _Checkpoint(
         Path(checkpoint) if checkpoint is not None else None,
-        _fingerprint(config, fingerprint_extra or {}),
+        _fingerprint(config, fingerprint_extra or {}, train_data, val_data) if checkpoint is not None else {},
     )
     state = ckpt.load(device)
     history: list[dict[str, float]] = []

@@ -102,3 +102,51 @@ def test_training_on_cpu_is_reproducible(tiny_run, tmp_path):
     b = torch.load(tmp_path / "results/flows/tiny_maf/model.pt", weights_only=True)["state_dict"]
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_killed_training_does_not_resume_on_other_splits(tiny_run, tmp_path, monkeypatch, caplog):
+    """Kill train_flow after its epochs, re-split with the same counts (what another
+    splits.seed does), rerun: the old checkpoint is discarded, not resumed."""
+    import logging
+
+    import flowsim.flows.jobs as jobs
+    from flowsim.runs import run_spec
+    from tests.workflow.runner import TINY_CONFIG
+
+    import yaml
+
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["flows"]["tiny_maf"]["training"] = {"max_epochs": 2, "patience": 2}
+    spec = run_spec({"training": config["training"], **config}, "tiny_maf")
+    data = tiny_run / "results/data"
+    paths = {
+        "train_events": data / "bkg_train.root", "val_events": data / "bkg_val.root",
+        "scaler_path": data / "scaler.npz", "model_out": tmp_path / "model.pt",
+        "history_out": tmp_path / "history.tsv", "plot_out": tmp_path / "loss.png",
+        "checkpoint": tmp_path / "checkpoint.pt",
+    }  # fmt: skip
+
+    class Killed(Exception):
+        pass
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(jobs, "plot_history", killed)  # dies after training, before the cleanup
+        with pytest.raises(Killed):
+            jobs.train_flow_job(spec, **paths)
+    assert paths["checkpoint"].exists()
+
+    # other splits of the same sizes: training events exchanged with test_a events
+    train = io.read_events(data / "bkg_train.root")
+    test_a = io.read_events(data / "bkg_test_a.root")
+    half = len(test_a["label"]) // 2
+    resplit = {k: np.concatenate([test_a[k][:half], train[k][half:]]) for k in train}
+    io.write_events(tmp_path / "bkg_train.root", resplit)
+    caplog.set_level(logging.INFO)
+    jobs.train_flow_job(spec, **{**paths, "train_events": tmp_path / "bkg_train.root"})
+    assert "resuming" not in caplog.text
+    assert f"discarding the checkpoint {paths['checkpoint']} and starting afresh: its training data differ" in caplog.text
+    assert [int(r["epoch"]) for r in io.read_tsv(paths["history_out"])] == [1, 2]
+    assert not paths["checkpoint"].exists()

@@ -62,3 +62,21 @@ def test_atomic_files_get_the_umask_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_json_never_holds_nan_literals(tmp_path, bad):
+    with pytest.raises(ValueError, match=r"a\.json: .*write null and say why"):
+        io.write_json(tmp_path / "a.json", {"efficiency": bad})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_samples_efficiency_is_null_with_the_reason(tmp_path):
+    import json
+
+    from flowsim.analysis.selection import SelectionCounts
+
+    io.write_json(tmp_path / "s.json", SelectionCounts(0, 0, 0.5).as_dict())
+    counts = json.loads((tmp_path / "s.json").read_text())  # strict JSON: no NaN in it
+    assert counts["efficiency"] is None and counts["efficiency_undefined"] == "the sample has no events"
+    assert SelectionCounts(10, 3, 0.5).as_dict()["efficiency"] == 0.3

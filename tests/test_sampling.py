@@ -12,7 +12,7 @@ from flowsim.data.scaling import fit_scaler
 from flowsim.flows import build_flow
 from flowsim.flows.persist import load_flow, save_flow
 from flowsim.runs import n_generated_events
-from flowsim.sampling import generate_to_root
+from flowsim.sampling import NonFiniteSampleError, generate_to_root
 
 FEATURES = ("a", "b")
 
@@ -57,10 +57,43 @@ def test_same_seed_same_events_whatever_the_chunk_size_of_one_run(tmp_path, scal
 
 
 def test_nonfinite_events_are_counted_not_written(tmp_path, scaler, caplog):
-    report = generate_to_root(ShiftedNormal(nan_every=10), scaler, 1000, tmp_path / "g.root", chunk_size=250)
+    report = generate_to_root(
+        ShiftedNormal(nan_every=10), scaler, 1000, tmp_path / "g.root", chunk_size=250,
+        max_nonfinite_fraction=0.1,
+    )  # fmt: skip
     assert report.n_nonfinite == 100 and report.n_written == 900
-    assert "100 of 1000 generated events had a non-finite value" in caplog.text
+    assert report.as_row()["nonfinite_fraction"] == 0.1
+    assert "100 of 1000 generated events (a fraction of 0.1) had a non-finite value" in caplog.text
     assert io.root_entries(tmp_path / "g.root") == 900
+
+
+def test_too_many_nonfinite_events_fail_naming_the_run_count_and_fraction(tmp_path, scaler):
+    # 1 in 500 is non-finite: twice the default limit of 1e-3; found in the first chunk already
+    with pytest.raises(
+        NonFiniteSampleError,
+        match=r"run r1: 2 of 10000 generated events are non-finite \(found in the first 1000\), "
+        r"a fraction of at least 0.0002, above sampling.max_nonfinite_fraction = 0.0001",
+    ):
+        generate_to_root(
+            ShiftedNormal(nan_every=500), scaler, 10_000, tmp_path / "g.root", chunk_size=1000,
+            max_nonfinite_fraction=1e-4, name="run r1",
+        )  # fmt: skip
+    assert list(tmp_path.iterdir()) == []  # neither the sample nor its temporary file
+    # at the limit it passes: 20 of 10000 is 2e-3
+    report = generate_to_root(
+        ShiftedNormal(nan_every=500), scaler, 10_000, tmp_path / "g.root", chunk_size=1000,
+        max_nonfinite_fraction=2e-3,
+    )  # fmt: skip
+    assert report.n_nonfinite == 20
+
+
+def test_an_empty_sample_is_never_written(tmp_path, scaler):
+    with pytest.raises(NonFiniteSampleError, match="run r2: none of the 100 generated events is finite"):
+        generate_to_root(
+            ShiftedNormal(nan_every=1), scaler, 100, tmp_path / "g.root", chunk_size=30,
+            max_nonfinite_fraction=1.0, name="run r2",
+        )  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_n_generated_absolute_or_multiple():

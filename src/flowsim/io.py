@@ -216,9 +216,18 @@ def root_entries(path: str | os.PathLike[str]) -> int:
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically."""
+    """Write ``data`` as indented JSON, atomically.
+
+    NaN and infinities are refused (``ValueError``): they are not JSON, and most readers fail
+    on them. A number that does not exist is written as ``null`` by its producer, with a field
+    saying why.
+    """
+    try:
+        text = json.dumps(data, indent=2, sort_keys=False, allow_nan=False)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}; write null and say why instead") from None
     with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(text + "\n")
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

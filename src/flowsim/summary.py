@@ -2,7 +2,8 @@
 
 Columns: the run and its model, the validation NLL and best epoch, the C2ST AUC with its error
 and the MC-vs-MC null, the mean per-feature distances with their MC baselines, the mean copula χ²/dof
-over feature pairs with its MC baseline (:mod:`flowsim.metrics.copula`), the sampling speed,
+over feature pairs with its MC baseline (:mod:`flowsim.metrics.copula`), the sampling speed
+and the fraction of generated events left out for a non-finite value,
 and from the luminosity scans the largest ML pull of the fitted signal strength and the largest
 shift of the ML expected limit (see :func:`flowsim.analysis.results.largest_deviations`).
 """
@@ -39,14 +40,15 @@ SUMMARY_COLUMNS = (
     "c2st_auc_null_err",
     *[f"{m}_{kind}" for m in METRICS for kind in ("mean", "baseline")],
     "copula_chi2_dof_mean", "copula_chi2_dof_baseline",
-    "us_per_event", "max_mu_pull", "max_mu_pull_at", "max_ul_shift", "max_ul_shift_at",
+    "us_per_event", "nonfinite_fraction", "max_mu_pull", "max_mu_pull_at", "max_ul_shift",
+    "max_ul_shift_at",
 )  # fmt: skip
 #: Columns of a study's points table: the study's coordinates, then the run's figures.
 STUDY_POINT_COLUMNS = (
     "study", "run", "base", "model", "scan", "value", "x", "seed", "n_train", "val_nll",
     "best_epoch", "epochs_run", "train_seconds", "c2st_auc", "c2st_auc_err", "c2st_auc_null",
     "c2st_auc_null_err", *[f"{m}_{kind}" for m in METRICS for kind in ("mean", "baseline")],
-    "copula_chi2_dof_mean", "copula_chi2_dof_baseline", "us_per_event",
+    "copula_chi2_dof_mean", "copula_chi2_dof_baseline", "us_per_event", "nonfinite_fraction",
 )  # fmt: skip
 
 
@@ -95,6 +97,7 @@ def run_row(run: str, files: Mapping[str, PathLike]) -> dict[str, Any]:
         "c2st_auc_null": float(c2st["auc_null"]["value"]),
         "c2st_auc_null_err": float(c2st["auc_null"]["error"]),
         "us_per_event": float(timing["us_per_event"]),
+        "nonfinite_fraction": int(timing["n_nonfinite"]) / max(int(timing["n_requested"]), 1),
     }
     for metric in METRICS:
         mean = distances[("mean", metric)]

@@ -78,7 +78,7 @@ def test_sampling_refuses_a_scaler_without_the_models_symmetry(tiny_run, tmp_pat
     fit_scaler(x, features, "gauss_rank").save(plain)
     with pytest.raises(ValueError, match=r"flips the signs of .*lepton_eta.*odd only in \[\]"):
         sample_flow_job(
-            model_path=tiny_run / "results/flows/tiny_maf/model.pt", scaler_path=plain,
+            run="tiny_maf", model_path=tiny_run / "results/flows/tiny_maf/model.pt", scaler_path=plain,
             reference_events=tiny_run / "results/data/bkg_test_a.root", n_generated=10,
             out=tmp_path / "g.root", timing_out=tmp_path / "t.tsv", chunk_size=10, seed=0, device="cpu",
         )  # fmt: skip

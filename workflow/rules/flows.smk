@@ -57,6 +57,7 @@ rule sample_flow:
         ),
         chunk_size=config["sampling"]["chunk_size"],
         seed=config["sampling"]["seed"],
+        max_nonfinite_fraction=config["sampling"]["max_nonfinite_fraction"],
         device=lambda wc: training_settings(config, wc.run)["device"],
     log:
         "results/logs/sample_flow/{run}.log",

@@ -7,6 +7,7 @@ from flowsim.training import configure_torch
 with job_logging(snakemake.log[0]):
     configure_torch(snakemake.threads)
     sample_flow_job(
+        run=snakemake.wildcards.run,
         model_path=snakemake.input.model,
         scaler_path=snakemake.input.scaler,
         reference_events=snakemake.input.reference,
@@ -16,4 +17,5 @@ with job_logging(snakemake.log[0]):
         chunk_size=snakemake.params.chunk_size,
         seed=snakemake.params.seed,
         device=snakemake.params.device,
+        max_nonfinite_fraction=snakemake.params.max_nonfinite_fraction,
     )

@@ -210,5 +210,6 @@ def write_workspace(path: str | os.PathLike[str], workspace: dict[str, Any]) -> 
     The file can be refitted on the command line: ``pyhf fit --value path``, ``pyhf cls path``.
     Floats are written with ``repr`` precision, so the JSON reproduces the yields exactly.
     """
+    text = json.dumps(workspace, indent=1, allow_nan=False)  # NaN is not JSON, nor a yield
     with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(workspace, indent=1) + "\n")
+        tmp.write_text(text + "\n")

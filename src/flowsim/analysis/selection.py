@@ -54,11 +54,19 @@ class SelectionCounts(NamedTuple):
         eff = self.efficiency
         return math.sqrt(eff * (1.0 - eff) / self.n_total) if self.n_total else math.nan
 
-    def as_dict(self) -> dict[str, float | int]:
-        return {
+    def as_dict(self) -> dict[str, float | int | str | None]:
+        """Plain JSON: an empty sample's efficiency is null, with ``efficiency_undefined``
+        saying why."""
+        counts: dict[str, float | int | str | None] = {
             "cut": self.cut, "n_total": self.n_total, "n_selected": self.n_selected,
             "efficiency": self.efficiency, "efficiency_error": self.efficiency_error,
         }  # fmt: skip
+        if not self.n_total:
+            counts.update(
+                efficiency=None, efficiency_error=None,
+                efficiency_undefined="the sample has no events",
+            )  # fmt: skip
+        return counts
 
 
 def read_scores(files: SampleFiles) -> np.ndarray:

@@ -146,6 +146,7 @@ def train_flow_job(
 
 def sample_flow_job(
     *,
+    run: str,
     model_path: PathLike,
     scaler_path: PathLike,
     reference_events: PathLike,
@@ -155,8 +156,13 @@ def sample_flow_job(
     chunk_size: int,
     seed: int,
     device: str,
+    max_nonfinite_fraction: float = 1e-3,
 ) -> None:
-    """Generate events from a trained run into ``out`` and its timing into ``timing_out``."""
+    """Generate events from a trained run into ``out`` and its timing into ``timing_out``.
+
+    Fails, writing neither, when more than ``max_nonfinite_fraction`` of the events are
+    non-finite or none is finite (:class:`~flowsim.sampling.NonFiniteSampleError`).
+    """
     flow, info = load_flow(model_path, resolve_device(device))
     scaler = load_scaler(scaler_path)
     if list(scaler.features) != info["features"]:
@@ -171,5 +177,8 @@ def sample_flow_job(
         )
     n = n_generated_events(n_generated, io.root_entries(reference_events))
     log.info("sampling %d events from %s (%s)", n, model_path, info["model"])
-    report = generate_to_root(flow, scaler, n, out, chunk_size=chunk_size, seed=seed)
+    report = generate_to_root(
+        flow, scaler, n, out, chunk_size=chunk_size, seed=seed,
+        max_nonfinite_fraction=max_nonfinite_fraction, name=f"run {run}",
+    )  # fmt: skip
     io.write_tsv(timing_out, [report.as_row()], list(report.as_row()))

@@ -33,7 +33,7 @@ from flowsim.analysis.selection import SCORE_BRANCH, SelectionCounts
 from flowsim.classifier import MLPClassifier, balanced_weights, fit_classifier, predict_proba
 from flowsim.data.scaling import Scaler, fit_scaler, load_scaler
 from flowsim.errors import ConfigError
-from flowsim.flows.persist import read_model_file, save_model_file
+from flowsim.flows.persist import build_like_stored, check_sizes, read_model_file, save_model_file
 from flowsim.training import TrainConfig, TrainResult, resolve_device, write_history
 
 __all__ = [
@@ -190,8 +190,9 @@ def load_classifier(
             f"{path}: not a signal-classifier file of format {FORMAT_VERSION} "
             f"(model {payload.get('model')!r}, format {payload.get('format_version')!r})"
         )
-    model = MLPClassifier(len(payload["features"]), **payload["params"])
-    model.load_state_dict(payload["state_dict"])
+    features, params = payload["features"], payload["params"]
+    check_sizes(path, {"n_features": len(features), **params})
+    model = build_like_stored(path, lambda: MLPClassifier(len(features), **params), payload["state_dict"])
     model.to(device).eval()
     return model, {k: v for k, v in payload.items() if k != "state_dict"}
 

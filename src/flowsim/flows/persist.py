@@ -7,11 +7,19 @@ sign-flip symmetry (:mod:`flowsim.flows.symmetry`), the names of the flipped fea
 ``sign_flip``, and the weights are the wrapped flow's. :func:`read_model_file` reads any
 such file with ``torch.load(..., weights_only=True)``; :func:`load_flow` rebuilds a flow from it
 through the registry. The signal classifier's files use the same two functions.
+
+A model file is data from wherever it came from, so nothing is built from it blindly: its
+hyperparameters are checked against sane bounds (:data:`SIZE_BOUNDS`), and the architecture
+is first built on PyTorch's ``meta`` device (shapes only, no memory) and its parameter shapes
+compared with the stored weights (:func:`build_like_stored`). A 2 kB file that claims a hidden
+width of 10⁶ is refused before anything is allocated; whatever passes allocates no more than the
+weights the file really holds.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -21,9 +29,35 @@ from flowsim.flows.registry import build_flow
 from flowsim.flows.symmetry import SignFlipMixture, signs_of
 from flowsim.io import atomic_output
 
-__all__ = ["FORMAT_VERSION", "load_flow", "read_model_file", "save_flow", "save_model_file"]
+__all__ = [
+    "FORMAT_VERSION",
+    "SIZE_BOUNDS",
+    "ModelFileError",
+    "build_like_stored",
+    "check_sizes",
+    "load_flow",
+    "read_model_file",
+    "save_flow",
+    "save_model_file",
+]
 
 FORMAT_VERSION = 1
+
+#: Largest value a model file may give each size hyperparameter (and the number of features):
+#: far above any useful model (the paper's 250M-parameter MADEMOG has hidden 2048 and 30
+#: residual blocks), low enough that building the shapes to check them is instant.
+SIZE_BOUNDS: dict[str, int] = {
+    "n_features": 4096,
+    "blocks": 1024,
+    "hidden": 65536,
+    "residual_blocks": 1024,
+    "mixtures": 65536,
+    "bins": 65536,
+}
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be what it claims: names the file and the field."""
 
 
 def save_model_file(path: str | os.PathLike[str], module: nn.Module, **fields: Any) -> None:
@@ -65,6 +99,53 @@ def save_flow(
     )  # fmt: skip
 
 
+def check_sizes(path: str | os.PathLike[str], sizes: Mapping[str, Any]) -> None:
+    """Refuse size hyperparameters (keys of :data:`SIZE_BOUNDS`) that are not integers within
+    ``[0, bound]``; other keys are left to the model's own checks."""
+    for key, value in sizes.items():
+        if key not in SIZE_BOUNDS:
+            continue
+        bound = SIZE_BOUNDS[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= bound:
+            raise ModelFileError(
+                f"{path}: {key} = {value!r} is not an integer between 0 and {bound}; the file "
+                "is damaged or was not written by flowsim"
+            )
+
+
+def build_like_stored(
+    path: str | os.PathLike[str],
+    build: Callable[[], nn.Module],
+    state_dict: Mapping[str, torch.Tensor],
+) -> nn.Module:
+    """``build()`` for real only once its shapes, built on the ``meta`` device, are those of
+    ``state_dict``; then load the weights. Raises :class:`ModelFileError` naming the first
+    missing, unexpected or differently shaped tensor."""
+    try:
+        with torch.device("meta"):
+            skeleton = build()
+    except (ValueError, TypeError) as exc:
+        raise ModelFileError(f"{path}: cannot build the architecture it names: {exc}") from None
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+    missing = [k for k in expected if k not in stored]
+    unexpected = [k for k in stored if k not in expected]
+    if missing or unexpected or len(stored) != len(state_dict):
+        raise ModelFileError(
+            f"{path}: its weights do not fit the architecture it names (missing: "
+            f"{missing[:3]}, unexpected: {unexpected[:3]})"
+        )
+    for key, shape in expected.items():
+        if stored[key] != shape:
+            raise ModelFileError(
+                f"{path}: weight {key!r} has shape {stored[key]} in the file, but the "
+                f"architecture it names has {shape}"
+            )
+    module = build()
+    module.load_state_dict(state_dict)
+    return module
+
+
 def load_flow(
     path: str | os.PathLike[str], device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:
@@ -73,18 +154,29 @@ def load_flow(
     Returns the model and the file's dict without the weights (model, features, params,
     metadata, sign_flip). A file with a sign-flip symmetry gives the
     :class:`~flowsim.flows.symmetry.SignFlipMixture` around the family's model. Loading never
-    unpickles objects (``weights_only=True``).
+    unpickles objects (``weights_only=True``) and never builds more than the file's weights
+    (:func:`check_sizes`, :func:`build_like_stored`).
     """
     payload = read_model_file(path)
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: model file format {payload.get('format_version')!r}, expected {FORMAT_VERSION}"
+    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
+        version = payload.get("format_version") if isinstance(payload, dict) else None
+        raise ModelFileError(f"{path}: model file format {version!r}, expected {FORMAT_VERSION}")
+    features, params = payload.get("features"), payload.get("params")
+    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+        raise ModelFileError(f"{path}: 'features' must be a list of feature names")
+    if not isinstance(params, dict):
+        raise ModelFileError(f"{path}: 'params' must be a mapping of hyperparameters")
+    check_sizes(path, {"n_features": payload.get("n_features"), **params})
+    if payload["n_features"] != len(features):
+        raise ModelFileError(
+            f"{path}: n_features = {payload['n_features']} but {len(features)} features are named"
         )
-    flow = build_flow(payload["model"], payload["n_features"], **payload["params"])
-    flow.load_state_dict(payload["state_dict"])
+    flow = build_like_stored(
+        path, lambda: build_flow(payload["model"], payload["n_features"], **params), payload["state_dict"]
+    )
     flipped = payload.get("sign_flip", [])  # absent in files written before symmetries
     if flipped:
-        flow = SignFlipMixture(flow, signs_of(payload["features"], flipped))
+        flow = SignFlipMixture(flow, signs_of(features, flipped))
     flow.to(device).eval()
     info = {k: v for k, v in payload.items() if k != "state_dict"}
     info.setdefault("sign_flip", [])

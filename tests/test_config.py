@@ -213,3 +213,27 @@ def test_analysis_settings_are_checked_by_name(edit, message):
     edit(config)
     with pytest.raises(ConfigError, match=re.escape(f"config key '{message}")):
         check_config(config)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c["sampling"].update(n_generated="0x"), "sampling.n_generated': '0x' asks for no events"),
+        (lambda c: c["sampling"].update(n_generated="0.0x"), "sampling.n_generated': '0.0x' asks for no events"),
+        (lambda c: c["flows"]["maf"].update(n_generated="0x"), "flows.maf.n_generated': '0x' asks for no events"),
+    ],
+)
+def test_asking_for_no_generated_events_is_a_config_error(edit, message):
+    config = default_config()
+    edit(config)
+    validate(config, SCHEMA)  # the schema's pattern takes it; the check must not
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_config(config)
+
+
+def test_any_positive_multiple_generates_at_least_one_event():
+    from flowsim.runs import n_generated_events
+
+    assert n_generated_events("0.0001x", 100) == 1
+    with pytest.raises(ConfigError, match="asks for no events"):
+        n_generated_events("0x", 100)

@@ -10,4 +10,5 @@ class ConfigError(ValueError):
 
     def __init__(self, key: str, problem: str) -> None:
         self.key = key
+        self.problem = problem
         super().__init__(f"config key '{key}': {problem}")

@@ -54,7 +54,13 @@ def run_spec(config: Mapping[str, Any], run: str) -> RunSpec:
         training = TrainConfig(**settings)
     except ValueError as exc:
         raise ConfigError(f"flows.{run}.training", str(exc)) from None
-    n_generated = entry.get("n_generated", config.get("sampling", {}).get("n_generated", "1x"))
+    own = "n_generated" in entry
+    n_generated = entry["n_generated"] if own else config.get("sampling", {}).get("n_generated", "1x")
+    try:
+        n_generated_events(n_generated, 1)
+    except ConfigError as exc:
+        key = f"flows.{run}.n_generated" if own else "sampling.n_generated"
+        raise ConfigError(key, exc.problem) from None
     train_events = entry.get("train_events")
     if train_events is not None and not _is_positive_int(train_events):
         raise ConfigError(
@@ -66,11 +72,22 @@ def run_spec(config: Mapping[str, Any], run: str) -> RunSpec:
 
 
 def n_generated_events(n_generated: int | str, n_reference: int) -> int:
-    """Events to generate: an absolute number, or ``"Nx"`` times the reference (test_a) size."""
-    if isinstance(n_generated, int):
+    """Events to generate: an absolute number, or ``"Nx"`` times the reference (test_a) size
+    (rounded up, so any positive N gives at least one event). Zero or negative is an error."""
+    if isinstance(n_generated, int) and not isinstance(n_generated, bool):
+        if n_generated < 1:
+            raise ConfigError("n_generated", f"must be a positive number of events, got {n_generated}")
         return n_generated
     if isinstance(n_generated, str) and n_generated.endswith("x"):
-        return max(1, math.ceil(float(n_generated[:-1]) * n_reference))
+        try:
+            factor = float(n_generated[:-1])
+        except ValueError:
+            factor = math.nan
+        if not (math.isfinite(factor) and factor > 0):
+            raise ConfigError(
+                "n_generated", f"{n_generated!r} asks for no events; use a positive multiple such as '1x'"
+            )
+        return math.ceil(factor * n_reference)
     raise ConfigError("n_generated", f"expected an integer or 'Nx', got {n_generated!r}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import warnings
 
 import numpy as np
 import pyhf
@@ -162,3 +163,51 @@ def test_scan_observable_merges_bins_empty_in_any_prediction(samples):
     )  # fmt: skip
     assert mc.workspaces[0]["observations"] == ml.workspaces[0]["observations"]
     assert len(mc.workspaces[0]["observations"][0]["data"]) == 5
+
+
+@pytest.mark.parametrize(
+    ("limits", "bounds"),
+    [
+        ([1.0, 2.0, 4.9], (0.0, 10.0)), ([5.0], (0.0, 10.0)), ([5.1], (0.0, 20.0)),
+        ([882.0, 3.0], (0.0, 2000.0)), ([30.0], (0.0, 100.0)), ([math.nan, 1.0], (0.0, 10.0)),
+        ([math.nan], (0.0, 10.0)), ([2400.0], (0.0, 5000.0)),
+    ],
+)  # fmt: skip
+def test_poi_bounds_cover_twice_every_limit(limits, bounds):
+    from flowsim.analysis.model import poi_bounds_covering
+
+    assert poi_bounds_covering(limits) == bounds
+
+
+@pytest.fixture(scope="module")
+def weak_signal(samples):
+    """A scan whose low-luminosity limits lie far above the paper's POI bound of 10."""
+    return scan_luminosity(
+        samples.signal, samples.test_a, samples.test_b, alpha=0.001, lumis=lumi_grid(0.01, 1000.0, 6)
+    )
+
+
+def _poi_bounds(workspace: dict) -> list[float]:
+    (parameter,) = workspace["measurements"][0]["config"]["parameters"]
+    return parameter["bounds"][0]
+
+
+def test_every_workspace_holds_the_limits_reported_for_it(weak_signal):
+    assert max(p.ul_exp_p2 for p in weak_signal.points) > 500  # the case of the issue
+    for point, workspace in zip(weak_signal.points, weak_signal.workspaces, strict=True):
+        low, high = _poi_bounds(workspace)
+        assert low == 0.0 and all(0 < limit and 2 * limit <= high for limit in point.limits)
+        # the paper's bounds wherever they suffice
+        assert high == 10.0 or max(point.limits) > 5.0
+
+
+@pytest.mark.parametrize("i", [1, 2, 3])  # limits up to 219, 51 and 20; POI bounds 500, 200, 50
+def test_pyhf_reproduces_limits_above_the_papers_bound_from_the_workspace(weak_signal, i):
+    point, workspace = weak_signal.points[i], weak_signal.workspaces[i]
+    assert max(point.limits) > 10.0
+    model, data = pyhf_model(workspace)
+    with warnings.catch_warnings():  # pyhf's 0/0 at the lower bound, which it survives
+        warnings.simplefilter("ignore", RuntimeWarning)
+        observed, expected = pyhf.infer.intervals.upper_limits.upper_limit(data, model, rtol=1e-4)
+    assert point.ul_obs == pytest.approx(float(observed), rel=2e-3)
+    np.testing.assert_allclose(point.limits[1:], np.asarray(expected, float), rtol=2e-3)

@@ -4,8 +4,8 @@ All formulas are the asymptotic ones of Cowan, Cranmer, Gross & Vitells, EPJC 71
 (arXiv:1007.1727, "CCGV"), in the exact form pyhf 0.7 uses (``pyhf.infer.calculators.
 AsymptoticCalculator`` with ``test_stat="qtilde"``, ``calc_base_dist="normal"``):
 
-* test statistic (CCGV eq. 16), with :math:`\hat\mu` fitted within the POI bounds [0, 10]:
-  :math:`\tilde q_\mu = 2[p(\mu) - p(\hat\mu)]` for :math:`\hat\mu \le \mu`, else 0,
+* test statistic (CCGV eq. 16), with :math:`\hat\mu` fitted within the POI bounds (by
+  default [0, 10]): :math:`\tilde q_\mu = 2[p(\mu) - p(\hat\mu)]` for :math:`\hat\mu \le \mu`, else 0,
   where :math:`p` is the profiled :math:`-\ln L`;
 * :math:`q_{\mu,A}`: the same on the background-only Asimov data set (CCGV Sec. 3.2), whose
   nuisances are profiled at μ = 0 on the observed data; :math:`\sigma_A = \mu/\sqrt{q_{\mu,A}}`
@@ -58,6 +58,7 @@ from scipy.optimize import brentq
 from scipy.special import ndtr, ndtri
 
 from flowsim.analysis.likelihood import BinnedLikelihood, FitError, Profile
+from flowsim.analysis.model import POI_BOUNDS
 from flowsim.analysis.results import EXPECTED_SIGMAS, FitResult, HypoTestResult, LimitResult
 
 __all__ = [
@@ -108,15 +109,23 @@ class AsymptoticCalculator:
         cl: defaults to 0.95 (confidence level of the limits).
         init: defaults to None (fit from μ = 1, nominal nuisances); else a profile to start from,
             e.g. the previous luminosity point's best fit.
+        poi_bounds: defaults to (0, 10) (the bounds of μ̂ in the free fits, as the workspace
+            declares them).
     """
 
     def __init__(
-        self, likelihood: BinnedLikelihood, *, cl: float = 0.95, init: Profile | None = None
+        self,
+        likelihood: BinnedLikelihood,
+        *,
+        cl: float = 0.95,
+        init: Profile | None = None,
+        poi_bounds: tuple[float, float] = POI_BOUNDS,
     ) -> None:
         if not 0.0 < cl < 1.0:
             raise ValueError(f"the confidence level must lie in (0, 1), got {cl}")
         self.likelihood = likelihood
         self.cl = float(cl)
+        self.poi_bounds = (float(poi_bounds[0]), float(poi_bounds[1]))
         self.n_profiles = 0
         self._solved: dict[str, list[Profile]] = {"data": [], "asimov": []}
         self.best = self._fit(likelihood, "data", init)
@@ -130,7 +139,7 @@ class AsymptoticCalculator:
     # profiles ---------------------------------------------------------------------------
     def _fit(self, lik: BinnedLikelihood, which: str, init: Profile | None) -> Profile:
         history: list[Profile] = []
-        best = lik.fit(init=init, history=history)
+        best = lik.fit(init=init, bounds=self.poi_bounds, history=history)
         self.n_profiles += len(history)
         self._solved[which].extend(history)
         return best

@@ -28,8 +28,8 @@ envelope theorem,
 
 the second being the Schur complement of the full Hessian, so :math:`1/\sqrt{p''(\hat\mu)}`
 equals the HESSE (inverse-Hessian) uncertainty :math:`\sqrt{(H^{-1})_{\mu\mu}}` that MINUIT
-would report. The best fit :math:`\hat\mu \in [0, 10]` comes from a safeguarded Newton
-iteration on :math:`p'(\mu) = 0`.
+would report. The best fit :math:`\hat\mu` within the POI bounds (by default [0, 10]) comes
+from a safeguarded Newton iteration on :math:`p'(\mu) = 0`.
 
 Validated against pyhf (``tests/analysis``): ``nll`` equals ``-model.logpdf`` to 1e-10; fitted
 twice-NLL, :math:`\hat\mu` and Asimov data agree with ``pyhf.infer.mle`` and

@@ -7,7 +7,8 @@ One channel with two samples, per bin ``i``:
     \nu_i = \mu\, S_i + \beta_i\, \gamma_i\, B_i ,
 
 * ``signal`` (yields :math:`S_i`, MC signal template at :math:`N_S = \alpha\sigma_B L`) scaled
-  by the ``normfactor`` :math:`\mu` ("mu", bounds (0, 10), the parameter of interest);
+  by the ``normfactor`` :math:`\mu` ("mu", the parameter of interest; bounds (0, 10) as in the
+  paper, widened where a limit needs more room: :func:`poi_bounds_covering`);
 * ``background`` (yields :math:`B_i`, the background *prediction*: an independent MC sample or
   flow-generated events) with a ``shapesys`` :math:`\beta_i` of relative size ``shapesys_rel``
   (10% by default; Poisson constraint :math:`\mathrm{Pois}(\tau_i \mid \beta_i\tau_i)`,
@@ -32,7 +33,9 @@ References:
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -48,13 +51,14 @@ __all__ = [
     "ChannelYields",
     "build_workspace",
     "channel_yields",
+    "poi_bounds_covering",
     "staterror_name",
     "write_workspace",
 ]
 
 #: Name of the parameter of interest (signal strength).
 POI = "mu"
-#: Bounds of the POI in the fit, as in the paper.
+#: Bounds of the POI in the fit, as in the paper (widened per point: poi_bounds_covering).
 POI_BOUNDS = (0.0, 10.0)
 #: Name of the background shape systematic (one parameter per bin).
 SHAPESYS = "bkg_shapesys"
@@ -142,18 +146,38 @@ def channel_yields(
     )
 
 
+def poi_bounds_covering(
+    limits: Iterable[float], bounds: tuple[float, float] = POI_BOUNDS
+) -> tuple[float, float]:
+    """``bounds``, or wider ones, whose upper end is at least twice every finite limit.
+
+    The workspace of a point must hold the limits reported for it, with room for pyhf's
+    ``upper_limit`` to bracket them (it searches within the POI bounds): twice the largest
+    limit, rounded up to 1, 2 or 5 times a power of ten (e.g. 882 → 2000). NaN limits (not
+    found) are ignored.
+    """
+    needed = 2.0 * max((x for x in limits if math.isfinite(x)), default=0.0)
+    if needed <= bounds[1]:
+        return bounds
+    decade = 10.0 ** math.floor(math.log10(needed))
+    upper = next(m * decade for m in (1.0, 2.0, 5.0, 10.0) if m * decade >= needed)
+    return (bounds[0], upper)
+
+
 def build_workspace(
     yields: ChannelYields,
     *,
     channel: str = CHANNEL,
     measurement: str = "meas",
+    poi_bounds: tuple[float, float] = POI_BOUNDS,
 ) -> dict[str, Any]:
     """A pyhf workspace (HistFactory JSON spec, version 1.0.0) for ``yields``.
 
     Arguments:
         yields: the channel's expected yields.
         channel: defaults to ``"signal_region"`` (channel name).
-        measurement: defaults to ``"meas"`` (measurement name; POI ``mu`` with bounds (0, 10)).
+        measurement: defaults to ``"meas"`` (measurement name; POI ``mu``).
+        poi_bounds: defaults to (0, 10) (the bounds of ``mu``; those the fits used).
 
     Returns:
         A dict of plain lists and floats: ``json.dump`` it, or ``pyhf.Workspace(ws).model()``.
@@ -195,7 +219,7 @@ def build_workspace(
                 "config": {
                     "poi": POI,
                     "parameters": [
-                        {"name": POI, "bounds": [list(POI_BOUNDS)], "inits": [1.0]},
+                        {"name": POI, "bounds": [list(poi_bounds)], "inits": [1.0]},
                     ],
                 },
             }

@@ -31,7 +31,7 @@ class FitResult(NamedTuple):
     r"""Maximum-likelihood fit of μ (nuisances profiled).
 
     Attributes:
-        mu_hat: best-fit signal strength, within the POI bounds (0, 10).
+        mu_hat: best-fit signal strength, within the POI bounds (by default (0, 10)).
         mu_err: its HESSE uncertainty :math:`\sqrt{(H^{-1})_{\mu\mu}}` (1σ, 68.3% CL).
         twice_nll: :math:`-2\ln L` at the best fit, pyhf's normalisation (``pyhf fit --value``).
     """
@@ -107,6 +107,11 @@ class PointResult(NamedTuple):
     ul_exp_p1: float
     ul_exp_p2: float
     status: str
+
+    @property
+    def limits(self) -> tuple[float, ...]:
+        """The observed and the five expected limits (NaN where not found)."""
+        return (self.ul_obs, self.ul_exp_m2, self.ul_exp_m1, self.ul_exp, self.ul_exp_p1, self.ul_exp_p2)
 
     @classmethod
     def failed(cls, lumi_fb: float, background: str, status: str) -> PointResult:

@@ -33,7 +33,9 @@ import numpy as np
 from flowsim.analysis.config import AnalysisConfig, alpha_label
 from flowsim.analysis.inference import AsymptoticCalculator
 from flowsim.analysis.likelihood import BinnedLikelihood, FitError, Profile
-from flowsim.analysis.model import CHANNEL, build_workspace, channel_yields, write_workspace
+from flowsim.analysis.model import (
+    CHANNEL, POI_BOUNDS, build_workspace, channel_yields, poi_bounds_covering, write_workspace,
+)  # fmt: skip
 from flowsim.analysis.results import TSV_COLUMNS, PointResult, ScanResult
 from flowsim.analysis.templates import Template, merge_empty_bins
 from flowsim.io import read_tsv, write_tsv
@@ -89,11 +91,17 @@ def _reason(what: str, err: Exception) -> str:
 
 
 def _analyse_point(
-    lik: BinnedLikelihood, *, lumi_fb: float, background: str, cl: float, init: Profile | None
+    lik: BinnedLikelihood,
+    *,
+    lumi_fb: float,
+    background: str,
+    cl: float,
+    init: Profile | None,
+    poi_bounds: tuple[float, float],
 ) -> tuple[PointResult, Profile | None, int]:
     """One point's numbers; returns (result, best-fit profile or None, profiles run)."""
     try:
-        calc = AsymptoticCalculator(lik, cl=cl, init=init)
+        calc = AsymptoticCalculator(lik, cl=cl, init=init, poi_bounds=poi_bounds)
     except _POINT_ERRORS as err:
         return PointResult.failed(lumi_fb, background, _reason("fit failed", err)), None, 0
     problems: list[str] = []
@@ -124,6 +132,26 @@ def _analyse_point(
         status="ok" if not problems else "; ".join(problems),
     )  # fmt: skip
     return result, calc.best, calc.n_profiles
+
+
+def _analyse_covered_point(
+    lik: BinnedLikelihood, *, lumi_fb: float, background: str, cl: float, init: Profile | None
+) -> tuple[PointResult, Profile | None, tuple[float, float], int]:
+    """One point analysed within POI bounds that hold its limits (:func:`poi_bounds_covering`):
+    (0, 10) unless a limit needs more room, then again with wider bounds, so that the numbers
+    are those of the workspace that is written. Returns the point, its best fit, the bounds and
+    the profiles run."""
+    bounds, n_profiles = POI_BOUNDS, 0
+    for _ in range(4):  # each round at least doubles the bound; limits stop at MU_SEARCH_MAX
+        point, best, used = _analyse_point(
+            lik, lumi_fb=lumi_fb, background=background, cl=cl, init=init, poi_bounds=bounds
+        )
+        n_profiles += used
+        wider = poi_bounds_covering(point.limits, bounds)
+        if wider == bounds:
+            break
+        bounds = wider
+    return point, best, bounds, n_profiles
 
 
 def scan_luminosity(
@@ -196,11 +224,11 @@ def scan_luminosity(
             signal, data_background, prediction, lumi_fb=float(lumi), alpha=alpha,
             sigma_b_fb=sigma_b_fb, shapesys_rel=shapesys_rel,
         )  # fmt: skip
-        workspace = build_workspace(yields, channel=channel)
         lik = BinnedLikelihood.from_yields(yields)
-        point, best, used = _analyse_point(
+        point, best, bounds, used = _analyse_covered_point(
             lik, lumi_fb=float(lumi), background=background, cl=cl, init=init
         )
+        workspace = build_workspace(yields, channel=channel, poi_bounds=bounds)
         n_profiles += used
         if best is not None:
             init = best

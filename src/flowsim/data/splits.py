@@ -172,9 +172,9 @@ def count_duplicate_rows(rows: np.ndarray) -> int:
 def _log_duplicates(source: Path, duplicates: dict[str, int]) -> None:
     if any(duplicates.values()):
         log.warning(
-            "%s: %s rows are exact copies of earlier rows of their class; copies fall into "
-            "different splits, so a test split shares events with the training split: "
-            "remove them from the file if they are not meant to be there",
+            "%s: %s rows are exact copies of earlier rows of their class; copies can fall "
+            "into different splits, so a test split may share events with the training "
+            "split: remove them from the file if they are not meant to be there",
             source, " and ".join(f"{n} {cls}" for cls, n in duplicates.items()),
         )  # fmt: skip
     else:
@@ -221,7 +221,7 @@ def write_splits(
     try:
         sample = read_higgs(source, max_rows=max_rows)
     except HiggsFormatError:
-        if source.is_file():  # a file that is not the one named: that comes first
+        if expected_sha256 is not None and source.is_file():  # the wrong file: that comes first
             _verified_digest(hasher, source, expected_sha256)
         raise
     digest = _verified_digest(hasher, source, expected_sha256)

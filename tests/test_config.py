@@ -148,8 +148,10 @@ def test_paper_config_is_valid():
          "'flows.maf.params': activation must be one of"),
         (lambda c: c["flows"]["rqs"]["params"].update(bins=0),
          "'flows.rqs.params': .*bins"),
+        (lambda c: c["flows"]["glow"]["params"].update(hidden=100_000),
+         "'flows.glow.params': hidden = 100000 is not an integer between 0 and 65536, beyond what a model file"),
     ],
-    ids=["typo", "wrong-family", "bad-value", "bad-size"],
+    ids=["typo", "wrong-family", "bad-value", "bad-size", "beyond-model-files"],
 )  # fmt: skip
 def test_flow_hyperparameters_are_checked_by_name(edit, message):
     config = default_config()

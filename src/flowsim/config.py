@@ -91,6 +91,7 @@ def _check_analysis(config: Mapping[str, Any]) -> None:
 def _check_flows(config: Mapping[str, Any]) -> None:
     """Each run's architecture must build: known hyperparameters with valid values, valid
     training settings and training size."""
+    from flowsim.flows.persist import size_problem
     from flowsim.flows.registry import build_flow, hyperparameters
     from flowsim.runs import run_spec
 
@@ -104,6 +105,9 @@ def _check_flows(config: Mapping[str, Any]) -> None:
                     f"flows.{run}.params.{key}",
                     f"not a hyperparameter of {entry['model']}; valid: {', '.join(valid)}",
                 )
+        problem = size_problem(entry.get("params", {}))
+        if problem is not None:  # load_flow would refuse the model file
+            raise ConfigError(f"flows.{run}.params", f"{problem}, beyond what a model file may hold")
         key = json.dumps([entry["model"], entry.get("params", {})], sort_keys=True)
         if key in built:
             continue

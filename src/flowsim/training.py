@@ -284,9 +284,10 @@ def train(
     here. ``checkpoint`` names the file written after each epoch; if it exists and was made by
     the same set-up (``config``, ``fingerprint_extra``, e.g. the model's hyperparameters, and
     the content of ``train_data`` and ``val_data``, by sha256), training resumes from it; a
-    checkpoint of any other set-up is removed with a log line naming what differs. ``augment(batch, generator)``, if given,
-    maps every training batch (never the validation data) at random, drawing from a generator
-    seeded per epoch, so that a resumed run stays reproducible (e.g.
+    checkpoint of any other set-up is removed with a log line naming what differs.
+    ``augment(batch, generator)``, if given, maps every training batch (never the validation
+    data) at random, drawing from a generator seeded per epoch, so that a resumed run stays
+    reproducible (e.g.
     :class:`~flowsim.flows.symmetry.RandomSignFlip`). With ``config.average_epochs`` > 0 the
     weight average is validated instead of the live weights, and the best average is returned.
     ``on_epoch(epoch, validated_model)``, if given, sees the validated weights after each epoch

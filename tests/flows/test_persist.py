@@ -50,7 +50,7 @@ def builds(monkeypatch):
     ("field", "value", "problem"),
     [
         ("hidden", 100_000_000, "hidden = 100000000 is not an integer between 0 and 65536"),
-        ("blocks", 10**9, "blocks = 1000000000 is not an integer between 0 and 1024"),
+        ("blocks", 10**9, "blocks = 1000000000 is not an integer between 0 and 256"),
         ("hidden", 8.0, "hidden = 8.0 is not an integer"),
         ("hidden", True, "hidden = True is not an integer"),
         ("residual_blocks", -1, "residual_blocks = -1 is not an integer"),
@@ -60,6 +60,12 @@ def builds(monkeypatch):
 def test_sizes_beyond_sane_bounds_are_refused_before_any_build(model_file, builds, field, value, problem):
     with pytest.raises(ModelFileError, match=rf"m\.pt: {problem}"):
         load_flow(_tampered(model_file, **{field: value}))
+    assert builds == []
+
+
+def test_too_many_layers_are_refused_before_any_build(model_file, builds):
+    with pytest.raises(ModelFileError, match=r"blocks x \(residual_blocks \+ 1\) = 2100 layers, more than 1024"):
+        load_flow(_tampered(model_file, blocks=100, residual_blocks=20))
     assert builds == []
 
 

@@ -31,6 +31,7 @@ from flowsim.io import atomic_output
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_LAYERS",
     "SIZE_BOUNDS",
     "ModelFileError",
     "build_like_stored",
@@ -39,21 +40,25 @@ __all__ = [
     "read_model_file",
     "save_flow",
     "save_model_file",
+    "size_problem",
 ]
 
 FORMAT_VERSION = 1
 
 #: Largest value a model file may give each size hyperparameter (and the number of features):
 #: far above any useful model (the paper's 250M-parameter MADEMOG has hidden 2048 and 30
-#: residual blocks), low enough that building the shapes to check them is instant.
+#: residual blocks, its model-selection flows 10 blocks of 2).
 SIZE_BOUNDS: dict[str, int] = {
     "n_features": 4096,
-    "blocks": 1024,
+    "blocks": 256,
     "hidden": 65536,
-    "residual_blocks": 1024,
-    "mixtures": 65536,
-    "bins": 65536,
+    "residual_blocks": 256,
+    "mixtures": 4096,
+    "bins": 4096,
 }
+#: Largest number of networks' layers, blocks × (residual_blocks + 1): shapes of that many
+#: layers build on the meta device in a few seconds (the paper's largest flows have ~30).
+MAX_LAYERS = 1024
 
 
 class ModelFileError(ValueError):
@@ -99,18 +104,27 @@ def save_flow(
     )  # fmt: skip
 
 
-def check_sizes(path: str | os.PathLike[str], sizes: Mapping[str, Any]) -> None:
-    """Refuse size hyperparameters (keys of :data:`SIZE_BOUNDS`) that are not integers within
-    ``[0, bound]``; other keys are left to the model's own checks."""
+def size_problem(sizes: Mapping[str, Any]) -> str | None:
+    """What is wrong with size hyperparameters (keys of :data:`SIZE_BOUNDS`): not integers
+    within ``[0, bound]``, or more than :data:`MAX_LAYERS` layers; None if nothing. Other keys
+    are left to the model's own checks."""
     for key, value in sizes.items():
         if key not in SIZE_BOUNDS:
             continue
         bound = SIZE_BOUNDS[key]
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= bound:
-            raise ModelFileError(
-                f"{path}: {key} = {value!r} is not an integer between 0 and {bound}; the file "
-                "is damaged or was not written by flowsim"
-            )
+            return f"{key} = {value!r} is not an integer between 0 and {bound}"
+    layers = sizes.get("blocks", 1) * (sizes.get("residual_blocks", 1) + 1)
+    if layers > MAX_LAYERS:
+        return f"blocks x (residual_blocks + 1) = {layers} layers, more than {MAX_LAYERS}"
+    return None
+
+
+def check_sizes(path: str | os.PathLike[str], sizes: Mapping[str, Any]) -> None:
+    """Raise :class:`ModelFileError` for the :func:`size_problem` of a model file's sizes."""
+    problem = size_problem(sizes)
+    if problem is not None:
+        raise ModelFileError(f"{path}: {problem}; the file is damaged or was not written by flowsim")
 
 
 def build_like_stored(

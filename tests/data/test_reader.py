@@ -312,3 +312,13 @@ def test_a_file_whose_name_lies_is_told_what_it_is(tmp_path, higgs_rows, name, c
     path.write_bytes(content("".join(line + "\n" for line in _text(higgs_rows[:50])).encode()))
     with pytest.raises(HiggsFormatError, match=problem):
         read_higgs(path)
+
+
+def test_the_common_label_spellings_are_exact_ones():
+    # the reader looks these up before any regex: each must be a text the regex calls exact
+    import pyarrow.compute as pc
+
+    from flowsim.data.reader import _COMMON_LABELS, _EXACT_LABEL
+
+    assert pc.all(pc.match_substring_regex(_COMMON_LABELS, _EXACT_LABEL)).as_py()
+    assert {float(Decimal(t)) for t in _COMMON_LABELS.to_pylist()} == {0.0, 1.0}

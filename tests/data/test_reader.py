@@ -302,7 +302,7 @@ def test_truncated_gzip_reads_and_checks_every_complete_line(tmp_path, higgs_row
         ("h.csv.gz", lambda text: text, r"is plain text, not gzip, although named \.gz: rename it to h\.csv$"),
         ("h.csv.gz", lambda text: bz2.compress(text), "is bzip2-compressed"),
         ("h.csv", lambda text: lzma.compress(text), "is xz-compressed"),
-        ("h.csv", lambda text: b"\x00\x01" + text, "is neither ASCII text nor gzip"),
+        ("h.csv", lambda text: b"\x00\x01" + text, "is neither text nor gzip"),
         ("h.csv.gz", lambda text: gzip.compress(text)[:10] + b"garbage" * 10, "cannot be decompressed"),
     ],
     ids=["gzip-named-csv", "text-named-gz", "bzip2", "xz", "binary", "corrupt-gzip"],
@@ -311,6 +311,14 @@ def test_a_file_whose_name_lies_is_told_what_it_is(tmp_path, higgs_rows, name, c
     path = tmp_path / name
     path.write_bytes(content("".join(line + "\n" for line in _text(higgs_rows[:50])).encode()))
     with pytest.raises(HiggsFormatError, match=problem):
+        read_higgs(path)
+
+
+def test_a_stray_non_ascii_character_is_named_with_its_line(tmp_path):
+    lines = _text(make_rows(50, seed=2))
+    lines[2] = lines[2].replace(",", ",\u00e9", 1)
+    path = write_csv(tmp_path / "h.csv", lines)
+    with pytest.raises(HiggsFormatError, match="line 3: non-numeric value '\u00e9"):
         read_higgs(path)
 
 

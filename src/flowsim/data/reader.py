@@ -98,15 +98,15 @@ def _head(path: str | os.PathLike[str], size: int = 8) -> bytes:
 
 def file_format(path: str | os.PathLike[str]) -> str:
     """What a file is by its first bytes: ``"gzip"``, another compression's name, ``"empty"``,
-    ``"text"`` (ASCII) or ``"binary"``."""
+    ``"text"`` (no control bytes but tabs and line ends) or ``"binary"``."""
     head = _head(path, 4096)
     if not head:
         return "empty"
     for magic, name in _MAGIC.items():
         if head.startswith(magic):
             return name
-    if head.isascii() and not re.search(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", head):
-        return "text"
+    if not re.search(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", head):
+        return "text"  # a stray non-ASCII character is the parser's to name, with its line
     return "binary"
 
 
@@ -127,7 +127,7 @@ def _check_format(path: Path) -> bool:
         )
     if kind == "binary":
         raise HiggsFormatError(
-            path, None, "is neither ASCII text nor gzip (it starts with "
+            path, None, "is neither text nor gzip (it starts with "
             f"{_head(path)!r}): expected plain .csv or gzip .csv.gz"
         )  # fmt: skip
     if kind != "gzip" and kind != "text":

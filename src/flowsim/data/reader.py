@@ -139,7 +139,12 @@ def _check_format(path: Path) -> bool:
 
 
 class _Truncated(Exception):
-    """The compressed stream ended before its end-of-member marker."""
+    """The compressed stream ended before its end-of-member marker; ``blank_lines`` complete
+    blank lines at the point where it ended were not handed on."""
+
+    def __init__(self, blank_lines: int = 0) -> None:
+        super().__init__(blank_lines)
+        self.blank_lines = blank_lines
 
 
 def _gunzip(path: Path, piece_bytes: int) -> Iterator[bytes]:
@@ -198,11 +203,11 @@ def _line_blocks(path: Path, gz: bool, block_bytes: int) -> Iterator[bytes]:
     """Blocks of whole lines, each ending on a line end, in file order.
 
     Blank lines at the end of the file are dropped (with a log line); a blank line followed by
-    an event stays, for the parser to name. A last line without a line end gets one.
+    an event stays, for the parser to name. A last line without a line end gets one. A
+    truncated gzip stream hands on its complete lines, then raises :class:`_Truncated`.
     """
     pieces = _gunzip(path, block_bytes) if gz else _plain(path, block_bytes)
     rest = b""
-    lines = 0
     try:
         for piece in pieces:
             data = rest + piece
@@ -214,16 +219,13 @@ def _line_blocks(path: Path, gz: bool, block_bytes: int) -> Iterator[bytes]:
             keep = _trailing_blank_start(data, cut)
             rest = data[keep:]
             if keep:
-                lines += data.count(b"\n", 0, keep)
                 yield data[:keep]
     except _Truncated:
-        complete = lines + rest.count(b"\n")
-        cut = _trailing_blank_start(rest, rest.rfind(b"\n") + 1)
+        complete = rest.rfind(b"\n") + 1
+        cut = _trailing_blank_start(rest, complete)
         if cut:
             yield rest[:cut]
-        raise HiggsFormatError(
-            path, None, f"truncated gzip stream: the file ends after {complete} complete lines"
-        ) from None
+        raise _Truncated(rest.count(b"\n", cut, complete)) from None
     if rest.strip(_BLANK):
         yield rest if rest.endswith(b"\n") else rest + b"\n"
     elif rest:
@@ -398,6 +400,11 @@ def iter_blocks(
             yield line, block
             rows += len(block)
             line += len(block)
+    except _Truncated as exc:  # every line handed on before it has been parsed: line - 1 of them
+        complete = line - 1 + exc.blank_lines
+        raise HiggsFormatError(
+            path, None, f"truncated gzip stream: the file ends after {complete} complete lines"
+        ) from None
     except (OSError, zlib.error) as exc:
         raise HiggsFormatError(path, None, f"cannot be decompressed or read ({exc})") from exc
     finally:

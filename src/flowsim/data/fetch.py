@@ -29,7 +29,7 @@ class DownloadError(OSError):
     """The file could not be downloaded; the message names the URL and the way around it."""
 
 
-def _without_internet(url: str, target: Path, reason: object) -> DownloadError:
+def _download_failed(url: str, target: Path, reason: object) -> DownloadError:
     return DownloadError(
         f"cannot download {url}: {reason}. Without access to it, copy HIGGS.csv.gz here by "
         f"other means and name it in the configuration: data: {{source: path, path: "
@@ -105,12 +105,12 @@ def download(
         _fetch_into(part, url, start, timeout)
     except urllib.error.HTTPError as exc:
         if exc.code != 416 or not start:  # 416: the partial file is already whole
-            raise _without_internet(url, target, f"HTTP {exc.code} {exc.reason}") from exc
+            raise _download_failed(url, target, f"HTTP {exc.code} {exc.reason}") from exc
         log.info("%s is already complete (%d bytes)", part, start)
     except urllib.error.URLError as exc:  # no route, no name resolution, refused, ...
-        raise _without_internet(url, target, exc.reason) from exc
+        raise _download_failed(url, target, exc.reason) from exc
     except (TimeoutError, ConnectionError) as exc:
-        raise _without_internet(url, target, exc) from exc
+        raise _download_failed(url, target, exc) from exc
     digest = sha256_file(part)
     if sha256 is None:
         log.warning("no sha256 given for %s: the download (sha256 %s) is not verified", url, digest)

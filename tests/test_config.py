@@ -11,7 +11,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
 
-from flowsim.config import ConfigError, check_config, merge_config
+from flowsim.config import check_config, merge_config
+from flowsim.errors import ConfigError
 from flowsim.data.higgs import DEFAULT_FEATURES
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ from flowsim import io
 from flowsim.classifier import fit_classifier, predict_proba
 from flowsim.data.scaling import fit_scaler
 from flowsim.flows import FLOWS, build_flow, hyperparameters
-from flowsim.flows.jobs import negative_log_likelihood
+from flowsim.stages.flows import negative_log_likelihood
 from flowsim.flows.persist import load_flow, save_flow
 from flowsim.metrics.roc import weighted_auc
 from flowsim.sampling import generate_to_root

@@ -115,15 +115,16 @@ def test_settings_come_from_the_config_section():
 
 def test_weights_of_another_sample_are_refused(tmp_path):
     from flowsim import io
-    from flowsim.evaluation import eval_weighted_job
+    from flowsim.stages.evaluate import WeightedOutputs, eval_weighted
 
     columns = {"a": np.zeros(10), "b": np.ones(10)}
     io.write_events(tmp_path / "mc.root", columns)
     io.write_events(tmp_path / "gen.root", columns)
     io.write_events(tmp_path / "w.root", {"weight": np.ones(9)})
     with pytest.raises(ValueError, match=r"w.root has 9 weights but .*gen.root has 10 events"):
-        eval_weighted_job(
+        eval_weighted(
+            WeightedOutputs(table=tmp_path / "t.tsv", features=tmp_path / "p.png"),
             test_a=tmp_path / "mc.root", generated=tmp_path / "gen.root", weights=tmp_path / "w.root",
-            features=["a", "b"], seed=0, table_out=tmp_path / "t.tsv", plot_out=tmp_path / "p.png",
+            features=["a", "b"], seed=0,
         )  # fmt: skip
     assert not (tmp_path / "t.tsv").exists()

@@ -9,7 +9,8 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from flowsim.config import ConfigError, check_config
+from flowsim.config import check_config
+from flowsim.errors import ConfigError
 from flowsim.studies import Study, StudyPoint, parse_studies, plot_positions, study_runs, summarise_points
 from tests.test_config import ROOT, SCHEMA, default_config
 

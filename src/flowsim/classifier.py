@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from flowsim.training import TrainConfig, TrainResult, resolve_device, train
 
 __all__ = [
+    "TWO_SAMPLE_TRAINING",
     "MLPClassifier",
     "balanced_weights",
     "bce_loss",
@@ -24,6 +25,10 @@ __all__ = [
     "predict_proba",
     "weighted_bce_loss",
 ]
+
+#: Training defaults of the classifiers that tell a generated sample from MC (the C2ST and the
+#: reweighting MLP); their config sections' ``training`` overrides them.
+TWO_SAMPLE_TRAINING: dict[str, float | int] = {"max_epochs": 50, "patience": 5, "lr": 1e-3}
 
 
 class _Block(nn.Module):

@@ -14,7 +14,7 @@ from typing import Any
 
 from flowsim.errors import ConfigError
 
-__all__ = ["ConfigError", "check_config", "merge_config"]
+__all__ = ["check_config", "merge_config"]
 
 
 def merge_config(config: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:

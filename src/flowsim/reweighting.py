@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from flowsim.classifier import balanced_weights, fit_classifier, predict_proba
+from flowsim.classifier import TWO_SAMPLE_TRAINING, balanced_weights, fit_classifier, predict_proba
 from flowsim.training import TrainConfig, resolve_device
 
 __all__ = [
@@ -47,8 +47,10 @@ __all__ = [
     "accept_by_weight",
     "density_ratio_weights",
     "effective_size",
+    "FlowReweighter",
+    "fit_flow_reweighter",
     "fit_reweighter",
-    "reweight_job",
+    "write_weights",
 ]
 
 #: Branch of the weight friend tree (``results/flows/{run}/weights.root``).
@@ -122,7 +124,7 @@ def _fit_mlp(x: np.ndarray, y: np.ndarray, settings: ReweightSettings, seed: int
     order = np.random.default_rng(seed).permutation(len(x))
     n_val = int(round(settings.val_fraction * len(x)))
     val, fit = order[:n_val], order[n_val:]
-    config = TrainConfig(**{"max_epochs": 50, "patience": 5, "lr": 1e-3, "seed": seed, **settings.training})
+    config = TrainConfig(**{**TWO_SAMPLE_TRAINING, "seed": seed, **settings.training})
     model, _ = fit_classifier(
         (x[fit], y[fit], w[fit]), (x[val], y[val], w[val]), config, hidden=settings.hidden,
         residual_blocks=settings.residual_blocks, dropout=settings.dropout, name="reweighter",
@@ -186,64 +188,86 @@ def effective_size(weights: np.ndarray) -> float:
     return float(weights.sum() ** 2 / np.dot(weights, weights))
 
 
-def reweight_job(
-    *,
-    model_path: str | os.PathLike[str],
-    scaler_path: str | os.PathLike[str],
-    reference_events: str | os.PathLike[str],
-    generated_events: str | os.PathLike[str],
-    section: Mapping[str, Any],
-    weights_out: str | os.PathLike[str],
-    info_out: str | os.PathLike[str],
-    chunk_size: int = 200_000,
-) -> dict[str, Any]:
-    """Weights for every event of a run's generated sample, as a friend tree.
+@dataclass(frozen=True)
+class FlowReweighter:
+    """A fitted reweighting classifier of a run's flow, with the scaler it was fitted in and
+    the counts of its training samples."""
 
-    The classifier separates ``reference_events`` (MC background val: the flow saw it only for
-    early stopping, and the evaluation and the analysis use test_a and test_b) from a *second*
-    sample of the flow of the same size, drawn with the section's seed; the weighted sample is
-    the run's ``generated.root``, which the classifier never saw. Entry i of the friend tree
-    weighs entry i of the sample.
+    classifier: Classifier
+    scaler: Any  # flowsim.data.scaling.Scaler
+    max_weight: float
+    reference: str
+    n_reference: int
+    n_flow_sample: int
+
+
+def fit_flow_reweighter(
+    model: str | os.PathLike[str],
+    scaler: str | os.PathLike[str],
+    reference: str | os.PathLike[str],
+    *,
+    settings: ReweightSettings,
+    seed: int = 0,
+) -> FlowReweighter:
+    """Fit D(x) = P(reference | x) on the events of ``reference`` against a fresh sample of the
+    same size from the flow of ``model`` (drawn with ``seed``), both mapped by ``scaler``.
+
+    Non-finite events of the flow sample are left out, with their count in the log.
     """
     from flowsim import io
     from flowsim.data.scaling import load_scaler
     from flowsim.flows.persist import load_flow
 
-    settings = ReweightSettings.from_section(section)
-    seed = int(section.get("seed", 0))
     device = resolve_device(settings.training.get("device", "auto"))
-    scaler = load_scaler(scaler_path)
-    features = list(scaler.features)
-    flow, _ = load_flow(model_path, device)
-    reference = scaler.transform(io.read_matrix(reference_events, features))
+    scaler_obj = load_scaler(scaler)
+    flow, _ = load_flow(model, device)
+    x_ref = scaler_obj.transform(io.read_matrix(reference, list(scaler_obj.features)))
     with torch.no_grad():
-        second = flow.sample(len(reference), generator=_generator(seed, device)).double().cpu().numpy()
+        second = flow.sample(len(x_ref), generator=_generator(seed, device)).double().cpu().numpy()
     finite = np.isfinite(second).all(axis=1)
     if not finite.all():
         log.warning("%d of %d events of the second flow sample are non-finite and left out", (~finite).sum(), len(second))
-    log.info("reweighting classifier: %d MC (%s) vs %d flow events", len(reference), reference_events, finite.sum())
-    classifier = fit_reweighter(reference, second[finite], settings=settings, seed=seed)
+    log.info("reweighting classifier: %d MC (%s) vs %d flow events", len(x_ref), reference, finite.sum())
+    classifier = fit_reweighter(x_ref, second[finite], settings=settings, seed=seed)
+    return FlowReweighter(classifier, scaler_obj, settings.max_weight, str(reference), len(x_ref), int(finite.sum()))
 
+
+def write_weights(
+    reweighter: FlowReweighter,
+    events: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    chunk_size: int = 200_000,
+) -> dict[str, Any]:
+    """The clipped weight of every event of ``events`` into the friend tree ``out`` (branch
+    :data:`WEIGHT_BRANCH`, entry i weighs entry i), ``chunk_size`` events at a time.
+
+    Returns:
+        The counts and moments: ``n_events``, ``n_clipped``, ``mean_weight`` and the effective
+        size (Σw)²/Σw², with the classifier's training counts.
+    """
+    from flowsim import io
+
+    features = list(reweighter.scaler.features)
     n_events = n_clipped = 0
     total = total_sq = 0.0
-    with io.event_writer(weights_out, [WEIGHT_BRANCH]) as writer:
-        for chunk in io.iter_matrix(generated_events, features, step=chunk_size):
-            weights, clipped = _clipped_ratio(classifier, scaler.transform(chunk), settings.max_weight)
+    with io.event_writer(out, [WEIGHT_BRANCH]) as writer:
+        for chunk in io.iter_matrix(events, features, step=chunk_size):
+            weights, clipped = _clipped_ratio(reweighter.classifier, reweighter.scaler.transform(chunk), reweighter.max_weight)
             writer.extend({WEIGHT_BRANCH: weights})
             n_events += len(weights)
             n_clipped += clipped
             total += float(weights.sum())
             total_sq += float(np.dot(weights, weights))
     info = {
-        "reference": str(reference_events), "n_reference": len(reference),
-        "n_flow_sample": int(finite.sum()), "n_events": n_events, "n_clipped": n_clipped,
-        "max_weight": settings.max_weight, "mean_weight": total / max(n_events, 1),
+        "reference": reweighter.reference, "n_reference": reweighter.n_reference,
+        "n_flow_sample": reweighter.n_flow_sample, "n_events": n_events, "n_clipped": n_clipped,
+        "max_weight": reweighter.max_weight, "mean_weight": total / max(n_events, 1),
         "effective_size": total**2 / total_sq if total_sq else 0.0,
     }  # fmt: skip
-    io.write_json(info_out, info)
     log.info(
         "weights of %d events: mean %.4f, effective size %.0f, %d clipped at %g",
-        n_events, info["mean_weight"], info["effective_size"], n_clipped, settings.max_weight,
+        n_events, info["mean_weight"], info["effective_size"], n_clipped, reweighter.max_weight,
     )  # fmt: skip
     return info
 

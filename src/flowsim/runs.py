@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from flowsim.config import ConfigError
+from flowsim.errors import ConfigError
 from flowsim.training import TrainConfig
 
 __all__ = ["RunSpec", "n_generated_events", "run_spec", "training_settings"]
@@ -29,6 +29,28 @@ class RunSpec:
     training: TrainConfig
     n_generated: int | str
     train_events: int | None = None
+
+    def training_params(self) -> dict[str, Any]:
+        """What training the run depends on, as plain values (Snakemake params compare plain
+        values only; its number of generated events is not among them)."""
+        return {
+            "model": self.model,
+            "params": dict(self.params),
+            "training": asdict(self.training),
+            "train_events": self.train_events,
+        }
+
+    @classmethod
+    def from_training_params(cls, name: str, values: Mapping[str, Any]) -> RunSpec:
+        """The run of :meth:`training_params` (``n_generated`` is not part of it: ``"1x"``)."""
+        return cls(
+            name,
+            values["model"],
+            dict(values["params"]),
+            TrainConfig(**values["training"]),
+            "1x",
+            values["train_events"],
+        )
 
 
 def training_settings(config: Mapping[str, Any], run: str | None) -> dict[str, Any]:

@@ -76,6 +76,15 @@ class Study:
     def runs(self) -> list[str]:
         return [point.run for point in self.points]
 
+    def point_params(self) -> list[dict[str, Any]]:
+        """The points as plain values (Snakemake params compare plain values only)."""
+        return [{"run": p.run, "base": p.base, "value": p.value, "seed": p.seed} for p in self.points]
+
+    @classmethod
+    def from_params(cls, name: str, scan: str, points: Sequence[Mapping[str, Any]]) -> Study:
+        """The study of :meth:`point_params`."""
+        return cls(name, scan, tuple(StudyPoint(**point) for point in points))
+
 
 def value_label(value: Any) -> str:
     """How a scanned value appears in run names: ``null`` is ``all``, floats in short form."""

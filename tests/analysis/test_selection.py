@@ -13,11 +13,12 @@ from flowsim.analysis.selection import (
     SCORE_BRANCH, SelectionCounts, read_scores, read_selected, read_selected_events,
 )  # fmt: skip
 from flowsim.analysis.signal_classifier import (
-    ClassifierSettings, labelled_sample, load_classifier, save_classifier, score_and_cut_job,
+    ClassifierSettings, labelled_sample, load_classifier, save_classifier,
     score_file, train_signal_classifier,
 )  # fmt: skip
 from flowsim.classifier import balanced_weights, predict_proba
 from flowsim.data.scaling import fit_scaler
+from flowsim.stages.analysis import ScoreOutputs, score_and_cut
 from flowsim.errors import ConfigError
 from flowsim.metrics.roc import auc
 
@@ -111,14 +112,15 @@ def test_score_file_is_the_classifier_output_in_any_chunking(tmp_path, trained):
         assert counts == SelectionCounts(1000, int(np.count_nonzero(score > 0.6)), 0.6)
 
 
-def test_score_and_cut_job_writes_the_counts(tmp_path, trained):
+def test_score_and_cut_writes_the_counts(tmp_path, trained):
     model, scaler, settings, _ = trained
     save_classifier(tmp_path / "model.pt", model, settings, features=FEATURES)
     scaler.save(tmp_path / "scaler.npz")
     _write(tmp_path / "events.root", _gaussians(300, 0.0, 30))
-    counts = score_and_cut_job(
+    counts = score_and_cut(
+        ScoreOutputs(scores=tmp_path / "s.root", counts=tmp_path / "s.json"),
         model=tmp_path / "model.pt", scaler=tmp_path / "scaler.npz", events=tmp_path / "events.root",
-        cut=0.5, scores_out=tmp_path / "s.root", counts_out=tmp_path / "s.json", device="cpu",
+        cut=0.5, device="cpu",
     )  # fmt: skip
     written = io.read_json(tmp_path / "s.json")
     assert written["n_total"] == 300 == io.root_entries(tmp_path / "s.root")
@@ -126,15 +128,15 @@ def test_score_and_cut_job_writes_the_counts(tmp_path, trained):
     assert written["efficiency"] == pytest.approx(counts.n_selected / 300)
 
 
-def test_score_and_cut_job_refuses_a_scaler_of_other_features(tmp_path, trained):
+def test_score_and_cut_refuses_a_scaler_of_other_features(tmp_path, trained):
     model, _, settings, _ = trained
     save_classifier(tmp_path / "model.pt", model, settings, features=FEATURES)
     fit_scaler(_gaussians(50, 0, 0), ["x", "y", "z"], "none").save(tmp_path / "scaler.npz")
     with pytest.raises(ValueError, match="scales .*'x'.* but .*expects"):
-        score_and_cut_job(
+        score_and_cut(
+            ScoreOutputs(scores=tmp_path / "s.root", counts=tmp_path / "s.json"),
             model=tmp_path / "model.pt", scaler=tmp_path / "scaler.npz",
-            events=tmp_path / "missing.root", cut=0.5, scores_out=tmp_path / "s.root",
-            counts_out=tmp_path / "s.json", device="cpu",
+            events=tmp_path / "missing.root", cut=0.5, device="cpu",
         )  # fmt: skip
     assert not (tmp_path / "s.root").exists()
 

@@ -14,7 +14,7 @@ import torch
 from flowsim import io
 from flowsim.analysis.results import TSV_COLUMNS
 from flowsim.analysis.selection import SCORE_BRANCH
-from flowsim.summary import SUMMARY_COLUMNS
+from flowsim.stages.summary import SUMMARY_COLUMNS
 
 RUNS = ("tiny_maf", "tiny_mademog")
 MC_SCORED = ("sig_test_a", "sig_test_b", "bkg_test_a", "bkg_test_b")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from flowsim import io
-from flowsim.evaluation import C2ST_ROWS
+from flowsim.stages.evaluate import C2ST_ROWS
 from flowsim.metrics.copula import PAIR_TSV_COLUMNS
-from flowsim.summary import SUMMARY_COLUMNS
+from flowsim.stages.summary import SUMMARY_COLUMNS
 from flowsim.metrics.distances import METRICS
 
 RUNS = ("tiny_maf", "tiny_mademog")

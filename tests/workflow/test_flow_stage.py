@@ -8,7 +8,7 @@ import torch
 
 from flowsim import io
 from flowsim.data.scaling import fit_scaler, load_scaler
-from flowsim.flows.jobs import sample_flow_job
+from flowsim.stages.flows import SampleFlowOutputs, TrainFlowOutputs, sample_flow
 from flowsim.flows.persist import load_flow
 from flowsim.flows.symmetry import SignFlipMixture, signs_of, with_mirror_images
 
@@ -77,10 +77,11 @@ def test_sampling_refuses_a_scaler_without_the_models_symmetry(tiny_run, tmp_pat
     plain = tmp_path / "plain_scaler.npz"
     fit_scaler(x, features, "gauss_rank").save(plain)
     with pytest.raises(ValueError, match=r"flips the signs of .*lepton_eta.*odd only in \[\]"):
-        sample_flow_job(
-            run="tiny_maf", model_path=tiny_run / "results/flows/tiny_maf/model.pt", scaler_path=plain,
-            reference_events=tiny_run / "results/data/bkg_test_a.root", n_generated=10,
-            out=tmp_path / "g.root", timing_out=tmp_path / "t.tsv", chunk_size=10, seed=0, device="cpu",
+        sample_flow(
+            SampleFlowOutputs(events=tmp_path / "g.root", timing=tmp_path / "t.tsv"),
+            run="tiny_maf", model=tiny_run / "results/flows/tiny_maf/model.pt", scaler=plain,
+            reference=tiny_run / "results/data/bkg_test_a.root", n_generated=10, chunk_size=10, seed=0,
+            device="cpu",
         )  # fmt: skip
     assert not (tmp_path / "g.root").exists()
 
@@ -109,7 +110,8 @@ def test_a_killed_training_does_not_resume_on_other_splits(tiny_run, tmp_path, m
     splits.seed does), rerun: the old checkpoint is discarded, not resumed."""
     import logging
 
-    import flowsim.flows.jobs as jobs
+    import flowsim.plots.training
+    from flowsim.stages.flows import train_flow
     from flowsim.runs import run_spec
     from tests.workflow.runner import TINY_CONFIG
 
@@ -119,11 +121,10 @@ def test_a_killed_training_does_not_resume_on_other_splits(tiny_run, tmp_path, m
     config["flows"]["tiny_maf"]["training"] = {"max_epochs": 2, "patience": 2}
     spec = run_spec({"training": config["training"], **config}, "tiny_maf")
     data = tiny_run / "results/data"
+    outputs = TrainFlowOutputs(model=tmp_path / "model.pt", history=tmp_path / "history.tsv", loss=tmp_path / "loss.png")
     paths = {
         "train_events": data / "bkg_train.root", "val_events": data / "bkg_val.root",
-        "scaler_path": data / "scaler.npz", "model_out": tmp_path / "model.pt",
-        "history_out": tmp_path / "history.tsv", "plot_out": tmp_path / "loss.png",
-        "checkpoint": tmp_path / "checkpoint.pt",
+        "scaler": data / "scaler.npz", "checkpoint": tmp_path / "checkpoint.pt",
     }  # fmt: skip
 
     class Killed(Exception):
@@ -133,9 +134,9 @@ def test_a_killed_training_does_not_resume_on_other_splits(tiny_run, tmp_path, m
         raise Killed
 
     with monkeypatch.context() as m:
-        m.setattr(jobs, "plot_history", killed)  # dies after training, before the cleanup
+        m.setattr(flowsim.plots.training, "plot_history", killed)  # dies after training, before the cleanup
         with pytest.raises(Killed):
-            jobs.train_flow_job(spec, **paths)
+            train_flow(spec, outputs, **paths)
     assert paths["checkpoint"].exists()
 
     # other splits of the same sizes: training events exchanged with test_a events
@@ -145,8 +146,8 @@ def test_a_killed_training_does_not_resume_on_other_splits(tiny_run, tmp_path, m
     resplit = {k: np.concatenate([test_a[k][:half], train[k][half:]]) for k in train}
     io.write_events(tmp_path / "bkg_train.root", resplit)
     caplog.set_level(logging.INFO)
-    jobs.train_flow_job(spec, **{**paths, "train_events": tmp_path / "bkg_train.root"})
+    train_flow(spec, outputs, **{**paths, "train_events": tmp_path / "bkg_train.root"})
     assert "resuming" not in caplog.text
     assert f"discarding the checkpoint {paths['checkpoint']} and starting afresh: its training data differ" in caplog.text
-    assert [int(r["epoch"]) for r in io.read_tsv(paths["history_out"])] == [1, 2]
+    assert [int(r["epoch"]) for r in io.read_tsv(outputs.history)] == [1, 2]
     assert not paths["checkpoint"].exists()

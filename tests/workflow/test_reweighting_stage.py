@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from flowsim import io
-from flowsim.evaluation import WEIGHTED_COLUMNS
+from flowsim.stages.evaluate import WEIGHTED_COLUMNS
 from tests.workflow.runner import TINY_CONFIG, snakemake
 from tests.workflow.test_reruns import _jobs
 

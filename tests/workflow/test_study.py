@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from flowsim import io
-from flowsim.summary import STUDY_POINT_COLUMNS
+from flowsim.stages.summary import STUDY_POINT_COLUMNS
 from tests.workflow.runner import ROOT, TINY_CONFIG, snakemake
 from tests.workflow.test_reruns import _jobs
 

@@ -2,6 +2,13 @@
 # with the MC background prediction replaced by each run's generated events (paper Sec. 4.4-4.6).
 
 
+def classifier_plot(name, caption, figure):
+    """A report-registered plot of the signal classifier, results/analysis/classifier/<name>.png."""
+    return report_plot(
+        f"results/analysis/classifier/{name}.png", "Analysis", caption, figure, subcategory="signal classifier"
+    )
+
+
 rule train_classifier:
     input:
         signal_train=SPLIT_FILES["sig_train"],
@@ -15,20 +22,8 @@ rule train_classifier:
         scaler="results/analysis/classifier/scaler.npz",
         history="results/analysis/classifier/history.tsv",
         metrics="results/analysis/classifier/metrics.tsv",
-        loss=report(
-            "results/analysis/classifier/loss.png",
-            category="Analysis",
-            subcategory="signal classifier",
-            caption="../report/classifier_loss.rst",
-            labels={"figure": "training"},
-        ),
-        roc=report(
-            "results/analysis/classifier/roc.png",
-            category="Analysis",
-            subcategory="signal classifier",
-            caption="../report/classifier_roc.rst",
-            labels={"figure": "ROC"},
-        ),
+        loss=classifier_plot("loss", "classifier_loss.rst", "training"),
+        roc=classifier_plot("roc", "classifier_roc.rst", "ROC"),
     params:
         features=config["features"],
         scaling_method=config["scaling"]["method"],
@@ -60,7 +55,7 @@ rule score_and_cut:
     params:
         cut=config["analysis"]["cut"],
         chunk_size=config["sampling"]["chunk_size"],
-        device=config["analysis"]["classifier"].get("training", {}).get("device", "auto"),
+        device=SETTINGS.classifier_device,
     log:
         "results/logs/score_and_cut/{source}/{sample}.log",
     benchmark:
@@ -81,19 +76,9 @@ rule plot_selection:
     input:
         files=lambda wc: [f for pair in scored("sig_test_a", "sig_test_b", "bkg_test_a", wc.run) for f in pair],
     output:
-        scores=report(
-            "results/analysis/{run}/scores.png",
-            category="Analysis",
-            subcategory="{run}",
-            caption="../report/selection_scores.rst",
-            labels={"run": "{run}", "figure": "classifier scores"},
-        ),
-        kinematics=report(
-            "results/analysis/{run}/kinematics_after_cut.png",
-            category="Analysis",
-            subcategory="{run}",
-            caption="../report/selection_kinematics.rst",
-            labels={"run": "{run}", "figure": "features after the cut"},
+        scores=run_plot("results/analysis/{run}/scores.png", "Analysis", "selection_scores.rst", "classifier scores"),
+        kinematics=run_plot(
+            "results/analysis/{run}/kinematics_after_cut.png", "Analysis", "selection_kinematics.rst", "features after the cut"
         ),
     params:
         signal=scored("sig_test_a", "sig_test_b"),

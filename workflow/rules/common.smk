@@ -2,19 +2,17 @@
 
 import os
 import re
-from dataclasses import asdict
 
 from snakemake.utils import validate
 
 from flowsim.analysis.config import alpha_label
-from flowsim.config import ConfigError, check_config
-from flowsim.runs import training_settings
-from flowsim.studies import parse_studies, study_runs
+from flowsim.errors import ConfigError
+from flowsim.settings import parse_settings, two_sample_device
 
 
 validate(config, schema="../schemas/config.schema.yaml")
 try:
-    check_config(config)
+    SETTINGS = parse_settings(config)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
@@ -28,12 +26,12 @@ SPLIT_FILES = {
     f"{cls}_{split}": f"results/data/{cls}_{split}.root" for cls in CLASSES for split in SPLITS
 }
 HIGGS_DOWNLOAD = "resources/higgs/HIGGS.csv.gz"
+SCALER = "results/data/scaler.npz"
 # The runs of `flows` go through the analysis and the summary; the runs that studies expand
 # into are trained, sampled and evaluated like them and collected per study instead.
-RUNS = list(config["flows"])
-STUDIES = parse_studies(config)
-config["flows"].update(study_runs(config, STUDIES))
-ALL_RUNS = list(config["flows"])
+RUNS = list(SETTINGS.runs)
+STUDIES = SETTINGS.studies
+ALL_RUNS = SETTINGS.all_runs
 # The analysis: fitted observables, signal fractions as they appear in file names, and the MC
 # samples the classifier scores (signal hold-out; background test_a for the Asimov data and
 # test_b for the MC reference prediction).
@@ -70,9 +68,15 @@ def canonical(value):
     return value
 
 
+def uses_gpu(device):
+    """1 when ``device`` is CUDA (a GPU must be requested), else 0. ``auto`` asks for none: it
+    takes a GPU only where one is visible anyway."""
+    return int(str(device).startswith("cuda"))
+
+
 def run_uses_gpu(run):
-    """1 when the run is set to train on CUDA (a GPU must be requested), else 0."""
-    return int(training_settings(config, run)["device"].startswith("cuda"))
+    """1 when the run is set to train on CUDA, else 0."""
+    return uses_gpu(SETTINGS.run(run).training.device)
 
 
 def higgs_csv():
@@ -83,15 +87,13 @@ def higgs_csv():
 
 
 def section_uses_gpu(section):
-    """1 when a classifier section (``analysis.classifier``, ``c2st``) sets ``training.device``
-    to CUDA, else 0. ``auto`` asks for none: it takes a GPU only where one is visible anyway."""
-    device = section.get("training", {}).get("device", "auto")
-    return int(str(device).startswith("cuda"))
+    """1 when a two-sample classifier section (``c2st``, ``reweighting``) trains on CUDA, else 0."""
+    return uses_gpu(two_sample_device(section))
 
 
 def classifier_uses_gpu():
     """1 when the signal classifier is set to train on CUDA, else 0."""
-    return section_uses_gpu(config["analysis"]["classifier"])
+    return uses_gpu(SETTINGS.classifier_device)
 
 
 def sample_events(sample):
@@ -113,7 +115,7 @@ def scored(*samples):
 
 
 def run_files(run):
-    """The files of a run that the summary and study tables read (see flowsim.summary.run_row)."""
+    """The files of a run that the summary and study tables read (see flowsim.stages.summary.run_row)."""
     return {
         "model": f"results/flows/{run}/model.pt",
         "history": f"results/flows/{run}/history.tsv",
@@ -124,14 +126,27 @@ def run_files(run):
     }
 
 
+def report_plot(path, category, caption, figure, subcategory=None, **labels):
+    """``path`` registered in the Snakemake report with its caption (``workflow/report/``) and
+    labels; ``labels`` maps label names to wildcard names (e.g. ``run="run"``)."""
+    return report(
+        path,
+        category=category,
+        caption=f"../report/{caption}",
+        **({"subcategory": subcategory} if subcategory else {}),
+        labels={**{name: f"{{{wildcard}}}" for name, wildcard in labels.items()}, "figure": figure},
+    )
+
+
+def run_plot(path, category, caption, figure):
+    """A report-registered plot of one run (``{run}`` in ``path``), filed under the run."""
+    return report_plot(path, category, caption, figure, subcategory="{run}", run="run")
+
+
 def study_plot(name, caption, figure):
     """A report-registered plot of a study."""
-    return report(
-        f"results/studies/{{study}}/{name}.png",
-        category="Studies",
-        subcategory="{study}",
-        caption=f"../report/{caption}",
-        labels={"study": "{study}", "figure": figure},
+    return report_plot(
+        f"results/studies/{{study}}/{name}.png", "Studies", caption, figure, subcategory="{study}", study="study"
     )
 
 
@@ -152,12 +167,9 @@ def scored_events(wildcards):
 
 def scan_plot(name, caption, figure):
     """A report-registered plot of a luminosity scan, one per run, observable and alpha."""
-    return report(
-        f"results/analysis/{{run}}/{name}_{{obs}}_alpha{{alpha}}.png",
-        category="Analysis",
-        subcategory="{run}",
-        caption=f"../report/{caption}",
-        labels={"run": "{run}", "observable": "{obs}", "alpha": "{alpha}", "figure": figure},
+    return report_plot(
+        f"results/analysis/{{run}}/{name}_{{obs}}_alpha{{alpha}}.png", "Analysis", caption, figure,
+        subcategory="{run}", run="run", observable="obs", alpha="alpha",
     )
 
 
@@ -166,7 +178,7 @@ def final_outputs():
     return [
         *SPLIT_FILES.values(),
         "results/data/manifest.json",
-        "results/data/scaler.npz",
+        SCALER,
         *expand("results/flows/{run}/generated.root", run=RUNS),
         "results/analysis/classifier/model.pt",
         *expand("results/analysis/{run}/scores.png", run=RUNS),

@@ -81,7 +81,7 @@ rule fit_scaler:
     input:
         train=SPLIT_FILES["bkg_train"],
     output:
-        "results/data/scaler.npz",
+        SCALER,
     params:
         method=config["scaling"]["method"],
         features=config["features"],

@@ -1,6 +1,11 @@
 # Evaluation stage: how close is each run's generated background to the MC it must replace?
 
 
+def quality_plot(name, caption, figure):
+    """A report-registered plot of a run's sample quality, results/eval/{run}/<name>.png."""
+    return run_plot(f"results/eval/{{run}}/{name}.png", "Sample quality", caption, figure)
+
+
 rule eval_distances:
     input:
         test_a=SPLIT_FILES["bkg_test_a"],
@@ -8,42 +13,12 @@ rule eval_distances:
         generated=rules.sample_flow.output.events,
     output:
         table="results/eval/{run}/distances.tsv",
-        summary=report(
-            "results/eval/{run}/distances.png",
-            category="Sample quality",
-            subcategory="{run}",
-            caption="../report/distances.rst",
-            labels={"run": "{run}", "figure": "distances per feature"},
-        ),
-        linear=report(
-            "results/eval/{run}/features_linear.png",
-            category="Sample quality",
-            subcategory="{run}",
-            caption="../report/features.rst",
-            labels={"run": "{run}", "figure": "distributions (linear)"},
-        ),
-        log=report(
-            "results/eval/{run}/features_log.png",
-            category="Sample quality",
-            subcategory="{run}",
-            caption="../report/features.rst",
-            labels={"run": "{run}", "figure": "distributions (log)"},
-        ),
-        corner=report(
-            "results/eval/{run}/corner.png",
-            category="Sample quality",
-            subcategory="{run}",
-            caption="../report/corner.rst",
-            labels={"run": "{run}", "figure": "correlated pairs"},
-        ),
+        summary=quality_plot("distances", "distances.rst", "distances per feature"),
+        linear=quality_plot("features_linear", "features.rst", "distributions (linear)"),
+        log=quality_plot("features_log", "features.rst", "distributions (log)"),
+        corner=quality_plot("corner", "corner.rst", "correlated pairs"),
         copula_table="results/eval/{run}/copula_pairs.tsv",
-        copula=report(
-            "results/eval/{run}/copula_pairs.png",
-            category="Sample quality",
-            subcategory="{run}",
-            caption="../report/copula_pairs.rst",
-            labels={"run": "{run}", "figure": "copula per pair"},
-        ),
+        copula=quality_plot("copula_pairs", "copula_pairs.rst", "copula per pair"),
     params:
         features=config["features"],
         n_bins=config["evaluation"]["n_bins"],
@@ -68,7 +43,7 @@ rule c2st_null:
     input:
         test_a=SPLIT_FILES["bkg_test_a"],
         test_b=SPLIT_FILES["bkg_test_b"],
-        scaler="results/data/scaler.npz",
+        scaler=SCALER,
     output:
         table="results/eval/c2st_null.tsv",
         scores="results/eval/c2st_null_scores.npz",
@@ -94,47 +69,17 @@ rule c2st:
     input:
         test_a=SPLIT_FILES["bkg_test_a"],
         generated=rules.sample_flow.output.events,
-        scaler="results/data/scaler.npz",
+        scaler=SCALER,
         null_table=rules.c2st_null.output.table,
         null_scores=rules.c2st_null.output.scores,
     output:
         table="results/eval/{run}/c2st.tsv",
         history="results/eval/{run}/c2st_history.tsv",
-        loss=report(
-            "results/eval/{run}/c2st_loss.png",
-            category="Sample quality",
-            subcategory="{run}",
-            caption="../report/c2st_loss.rst",
-            labels={"run": "{run}", "figure": "C2ST training"},
-        ),
-        roc=report(
-            "results/eval/{run}/c2st_roc.png",
-            category="Sample quality",
-            subcategory="{run}",
-            caption="../report/c2st_roc.rst",
-            labels={"run": "{run}", "figure": "C2ST ROC"},
-        ),
-        scores=report(
-            "results/eval/{run}/c2st_scores.png",
-            category="Sample quality",
-            subcategory="{run}",
-            caption="../report/c2st_scores.rst",
-            labels={"run": "{run}", "figure": "C2ST scores"},
-        ),
-        ratio=report(
-            "results/eval/{run}/density_ratio.png",
-            category="Sample quality",
-            subcategory="{run}",
-            caption="../report/density_ratio.rst",
-            labels={"run": "{run}", "figure": "density ratio"},
-        ),
-        tails=report(
-            "results/eval/{run}/ratio_tails.png",
-            category="Sample quality",
-            subcategory="{run}",
-            caption="../report/ratio_tails.rst",
-            labels={"run": "{run}", "figure": "density-ratio tails"},
-        ),
+        loss=quality_plot("c2st_loss", "c2st_loss.rst", "C2ST training"),
+        roc=quality_plot("c2st_roc", "c2st_roc.rst", "C2ST ROC"),
+        scores=quality_plot("c2st_scores", "c2st_scores.rst", "C2ST scores"),
+        ratio=quality_plot("density_ratio", "density_ratio.rst", "density ratio"),
+        tails=quality_plot("ratio_tails", "ratio_tails.rst", "density-ratio tails"),
     params:
         section=canonical(config["c2st"]),
     log:
@@ -158,7 +103,7 @@ rule c2st:
 rule reweight:
     input:
         model=rules.train_flow.output.model,
-        scaler="results/data/scaler.npz",
+        scaler=SCALER,
         reference=SPLIT_FILES["bkg_val"],
         generated=rules.sample_flow.output.events,
     output:
@@ -191,13 +136,7 @@ rule eval_weighted:
         weights=rules.reweight.output.weights,
     output:
         table="results/eval/{run}/weighted.tsv",
-        features=report(
-            "results/eval/{run}/features_weighted.png",
-            category="Sample quality",
-            subcategory="{run}",
-            caption="../report/features_weighted.rst",
-            labels={"run": "{run}", "figure": "distributions (weighted)"},
-        ),
+        features=quality_plot("features_weighted", "features_weighted.rst", "distributions (weighted)"),
     params:
         features=config["features"],
         seed=config["reweighting"]["seed"],

@@ -1,26 +1,18 @@
-# Flow stage: train each named run of config["flows"] on the scaled background, then sample it.
+# Flow stage: train each named run (SETTINGS.runs and the study runs) on the scaled background,
+# then sample it.
 
 
 rule train_flow:
     input:
         train=SPLIT_FILES["bkg_train"],
         val=SPLIT_FILES["bkg_val"],
-        scaler="results/data/scaler.npz",
+        scaler=SCALER,
     output:
         model="results/flows/{run}/model.pt",
         history="results/flows/{run}/history.tsv",
-        loss=report(
-            "results/flows/{run}/loss.png",
-            category="Training",
-            subcategory="{run}",
-            caption="../report/loss.rst",
-            labels={"run": "{run}", "figure": "loss curve"},
-        ),
+        loss=run_plot("results/flows/{run}/loss.png", "Training", "loss.rst", "loss curve"),
     params:
-        model=lambda wc: config["flows"][wc.run]["model"],
-        flow_params=lambda wc: canonical(config["flows"][wc.run].get("params", {})),
-        training=lambda wc: canonical(training_settings(config, wc.run)),
-        train_events=lambda wc: config["flows"][wc.run].get("train_events"),
+        spec=lambda wc: canonical(SETTINGS.run(wc.run).training_params()),
         checkpoint=lambda wc: f"results/flows/{wc.run}/checkpoint.pt",
     log:
         "results/logs/train_flow/{run}.log",
@@ -34,11 +26,11 @@ rule train_flow:
     threads: 1
     # Longest planned training first, and trainings before the short evaluation jobs, which
     # then fill the free cores: on 2 cores the 80-epoch rqs run no longer starts last.
-    priority: lambda wc: training_settings(config, wc.run)["max_epochs"]
+    priority: lambda wc: SETTINGS.run(wc.run).training.max_epochs
     resources:
         gpu=lambda wc: run_uses_gpu(wc.run),
         mem_mb=lambda wc, input: 2000 + 20 * input.size_mb,
-        runtime=lambda wc: 30 + 2 * training_settings(config, wc.run)["max_epochs"],
+        runtime=lambda wc: 30 + 2 * SETTINGS.run(wc.run).training.max_epochs,
     script:
         "../scripts/train_flow.py"
 
@@ -46,19 +38,17 @@ rule train_flow:
 rule sample_flow:
     input:
         model=rules.train_flow.output.model,
-        scaler="results/data/scaler.npz",
+        scaler=SCALER,
         reference=SPLIT_FILES["bkg_test_a"],
     output:
         events="results/flows/{run}/generated.root",
         timing="results/flows/{run}/sampling.tsv",
     params:
-        n_generated=lambda wc: config["flows"][wc.run].get(
-            "n_generated", config["sampling"]["n_generated"]
-        ),
+        n_generated=lambda wc: SETTINGS.run(wc.run).n_generated,
         chunk_size=config["sampling"]["chunk_size"],
         seed=config["sampling"]["seed"],
         max_nonfinite_fraction=config["sampling"]["max_nonfinite_fraction"],
-        device=lambda wc: training_settings(config, wc.run)["device"],
+        device=lambda wc: SETTINGS.run(wc.run).training.device,
     log:
         "results/logs/sample_flow/{run}.log",
     benchmark:

@@ -47,7 +47,7 @@ rule study:
         copula=study_plot("copula_chi2_dof", "study_copula.rst", "copula chi2/dof vs scan"),
     params:
         scan=lambda wc: STUDIES[wc.study].scan,
-        points=lambda wc: [canonical(asdict(point)) for point in STUDIES[wc.study].points],
+        points=lambda wc: canonical(STUDIES[wc.study].point_params()),
         files=lambda wc: {run: run_files(run) for run in STUDIES[wc.study].runs},
     log:
         "results/logs/study/{study}.log",

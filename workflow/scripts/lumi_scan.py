@@ -1,10 +1,12 @@
 """Job script of rule lumi_scan: fits, CLs and limits against luminosity, MC vs ML background."""
 
-from flowsim.analysis.jobs import lumi_scan_job
 from flowsim.logs import job_logging
+from flowsim.stages import outputs_of
+from flowsim.stages.analysis import LumiScanOutputs, lumi_scan
 
 with job_logging(snakemake.log[0]):
-    lumi_scan_job(
+    lumi_scan(
+        outputs_of(LumiScanOutputs, snakemake.output),
         run=snakemake.wildcards.run,
         observable=snakemake.wildcards.obs,
         alpha=float(snakemake.wildcards.alpha),
@@ -13,9 +15,4 @@ with job_logging(snakemake.log[0]):
         data_background=snakemake.params.data_background,
         mc_prediction=snakemake.params.mc_prediction,
         ml_prediction=snakemake.params.ml_prediction,
-        table_out=snakemake.output.table,
-        workspaces_out=snakemake.output.workspaces,
-        mu_plot=snakemake.output.mu,
-        pvalue_plot=snakemake.output.pvalues,
-        limit_plot=snakemake.output.limits,
     )

@@ -1,17 +1,16 @@
 """Job script of rule reweight: classifier weights w = D/(1-D) for a run's generated events."""
 
 from flowsim.logs import job_logging
-from flowsim.reweighting import reweight_job
-from flowsim.training import configure_torch
+from flowsim.stages import outputs_of
+from flowsim.stages.evaluate import ReweightOutputs, reweight
 
 with job_logging(snakemake.log[0]):
-    configure_torch(snakemake.threads)
-    reweight_job(
-        model_path=snakemake.input.model,
-        scaler_path=snakemake.input.scaler,
-        reference_events=snakemake.input.reference,
-        generated_events=snakemake.input.generated,
+    reweight(
+        outputs_of(ReweightOutputs, snakemake.output),
+        model=snakemake.input.model,
+        scaler=snakemake.input.scaler,
+        reference=snakemake.input.reference,
+        generated=snakemake.input.generated,
         section=dict(snakemake.params.section),
-        weights_out=snakemake.output.weights,
-        info_out=snakemake.output.info,
+        threads=snakemake.threads,
     )

@@ -1,18 +1,17 @@
 """Job script of rule score_and_cut: one sample's classifier scores and its efficiency at the cut."""
 
-from flowsim.analysis.signal_classifier import score_and_cut_job
 from flowsim.logs import job_logging
-from flowsim.training import configure_torch
+from flowsim.stages import outputs_of
+from flowsim.stages.analysis import ScoreOutputs, score_and_cut
 
 with job_logging(snakemake.log[0]):
-    configure_torch(snakemake.threads)
-    score_and_cut_job(
+    score_and_cut(
+        outputs_of(ScoreOutputs, snakemake.output),
         model=snakemake.input.model,
         scaler=snakemake.input.scaler,
         events=snakemake.input.events,
         cut=float(snakemake.params.cut),
-        scores_out=snakemake.output.scores,
-        counts_out=snakemake.output.counts,
         chunk_size=int(snakemake.params.chunk_size),
         device=snakemake.params.device,
+        threads=snakemake.threads,
     )

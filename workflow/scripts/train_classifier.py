@@ -1,12 +1,12 @@
 """Job script of rule train_classifier: the signal-vs-background classifier on the ML set."""
 
-from flowsim.analysis.signal_classifier import train_classifier_job
 from flowsim.logs import job_logging
-from flowsim.training import configure_torch
+from flowsim.stages import outputs_of
+from flowsim.stages.analysis import ClassifierOutputs, train_classifier
 
 with job_logging(snakemake.log[0]):
-    configure_torch(snakemake.threads)
-    train_classifier_job(
+    train_classifier(
+        outputs_of(ClassifierOutputs, snakemake.output),
         signal_train=snakemake.input.signal_train,
         background_train=snakemake.input.background_train,
         signal_val=snakemake.input.signal_val,
@@ -16,10 +16,5 @@ with job_logging(snakemake.log[0]):
         features=list(snakemake.params.features),
         scaling_method=snakemake.params.scaling_method,
         section=dict(snakemake.params.section),
-        model_out=snakemake.output.model,
-        scaler_out=snakemake.output.scaler,
-        history_out=snakemake.output.history,
-        metrics_out=snakemake.output.metrics,
-        loss_plot=snakemake.output.loss,
-        roc_plot=snakemake.output.roc,
+        threads=snakemake.threads,
     )

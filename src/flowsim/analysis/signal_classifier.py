@@ -1,4 +1,4 @@
-r"""The signal-vs-background classifier of the final selection, and the jobs that train and apply it.
+r"""The signal-vs-background classifier of the final selection: training, saving, scoring.
 
 The classifier (:class:`flowsim.classifier.MLPClassifier`, residual blocks with batch norm) is
 trained by the shared trainer on the ML set: MC signal (label 1) against MC background (label 0)
@@ -17,10 +17,9 @@ counts at the cut as JSON beside them.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -31,19 +30,17 @@ from torch import nn
 from flowsim import io
 from flowsim.analysis.selection import SCORE_BRANCH, SelectionCounts
 from flowsim.classifier import MLPClassifier, balanced_weights, fit_classifier, predict_proba
-from flowsim.data.scaling import Scaler, fit_scaler, load_scaler
+from flowsim.data.scaling import Scaler
 from flowsim.errors import ConfigError
 from flowsim.flows.persist import build_like_stored, check_sizes, read_model_file, save_model_file
-from flowsim.training import TrainConfig, TrainResult, resolve_device, write_history
+from flowsim.training import TrainConfig, TrainResult, resolve_device
 
 __all__ = [
     "ClassifierSettings",
     "labelled_sample",
     "load_classifier",
     "save_classifier",
-    "score_and_cut_job",
     "score_file",
-    "train_classifier_job",
     "train_signal_classifier",
 ]
 
@@ -234,111 +231,4 @@ def score_file(
         "%s: %d of %d events pass score > %g (efficiency %.4f ± %.4f)",
         events, n_selected, n_total, cut, counts.efficiency, counts.efficiency_error,
     )  # fmt: skip
-    return counts
-
-
-def _read_stacked(paths: Sequence[PathLike], features: list[str]) -> np.ndarray:
-    return np.concatenate([io.read_matrix(p, features) for p in paths])
-
-
-def train_classifier_job(
-    *,
-    signal_train: PathLike,
-    background_train: PathLike,
-    signal_val: PathLike,
-    background_val: PathLike,
-    signal_test: Sequence[PathLike],
-    background_test: Sequence[PathLike],
-    features: Sequence[str],
-    scaling_method: str,
-    section: Mapping[str, Any],
-    model_out: PathLike,
-    scaler_out: PathLike,
-    history_out: PathLike,
-    metrics_out: PathLike,
-    loss_plot: PathLike,
-    roc_plot: PathLike,
-) -> None:
-    """Fit the scaler and train the classifier on the ML set; measure it on the hold-out.
-
-    The metrics table has the AUC (DeLong error) and the balanced accuracy at D = ½ on the hold-out
-    (``test_a`` + ``test_b`` of each class). The cut is not a training setting: changing it
-    rescores (:func:`score_and_cut_job`), it never retrains.
-    """
-    from flowsim.metrics.roc import auc_delong, roc_curve
-    from flowsim.plots.c2st import plot_roc
-    from flowsim.plots.training import plot_history
-
-    features = list(features)
-    settings = ClassifierSettings.from_mapping(section)
-    x_train, y_train = labelled_sample(
-        io.read_matrix(signal_train, features), io.read_matrix(background_train, features),
-        max_events=settings.max_events, seed=settings.seed,
-    )  # fmt: skip
-    x_val, y_val = labelled_sample(
-        io.read_matrix(signal_val, features), io.read_matrix(background_val, features),
-        max_events=settings.max_events, seed=settings.seed + 1,
-    )  # fmt: skip
-    scaler = fit_scaler(x_train, features, scaling_method)
-    log.info("fitted %s scaling on the %d classifier training events", scaling_method, len(x_train))
-    model, result = train_signal_classifier(
-        (scaler.transform(x_train), y_train), (scaler.transform(x_val), y_val), settings
-    )
-
-    d_sig = predict_proba(model, scaler.transform(_read_stacked(signal_test, features)))
-    d_bkg = predict_proba(model, scaler.transform(_read_stacked(background_test, features)))
-    estimate = auc_delong(d_sig, d_bkg)
-    # per-class rates at D = 1/2, averaged: independent of the hold-out's class mix
-    tpr, tnr = float(np.mean(d_sig >= 0.5)), float(np.mean(d_bkg < 0.5))
-    accuracy = 0.5 * (tpr + tnr)
-    accuracy_err = 0.5 * math.hypot(
-        math.sqrt(tpr * (1 - tpr) / len(d_sig)), math.sqrt(tnr * (1 - tnr) / len(d_bkg))
-    )
-    log.info(
-        "signal classifier on the hold-out: AUC %.4f ± %.4f, balanced accuracy %.4f",
-        estimate.auc, estimate.std, accuracy,
-    )  # fmt: skip
-    rows = [
-        {"metric": "auc", "value": estimate.auc, "error": estimate.std},
-        {"metric": "balanced_accuracy", "value": accuracy, "error": accuracy_err},
-        {"metric": "n_train", "value": len(y_train), "error": 0},
-        {"metric": "n_val", "value": len(y_val), "error": 0},
-        {"metric": "n_test_signal", "value": len(d_sig), "error": 0},
-        {"metric": "n_test_background", "value": len(d_bkg), "error": 0},
-    ]  # fmt: skip
-    scaler.save(scaler_out)
-    save_classifier(
-        model_out, model, settings, features=features,
-        metadata={"auc": estimate.auc, "best_epoch": result.best_epoch,
-                  "val_loss": result.best_val_loss, "scaling": scaling_method},
-    )  # fmt: skip
-    io.write_tsv(metrics_out, rows, ["metric", "value", "error"])
-    write_history(history_out, result.history)
-    plot_history(result.history, loss_plot, title="signal classifier", ylabel="binary cross-entropy")
-    plot_roc(
-        roc_curve(d_sig, d_bkg), roc_plot, auc=estimate.auc, auc_err=estimate.std,
-        gen_label="signal vs background (hold-out)", positive="signal", negative="background",
-    )  # fmt: skip
-
-
-def score_and_cut_job(
-    *,
-    model: PathLike,
-    scaler: PathLike,
-    events: PathLike,
-    cut: float,
-    scores_out: PathLike,
-    counts_out: PathLike,
-    chunk_size: int = 1_000_000,
-    device: str = "auto",
-) -> SelectionCounts:
-    """Score every event of ``events`` (friend tree ``scores_out``); write the counts as JSON."""
-    classifier, info = load_classifier(model, resolve_device(device))
-    scaler_obj = load_scaler(scaler)
-    if list(scaler_obj.features) != list(info["features"]):
-        raise ValueError(
-            f"{scaler} scales {list(scaler_obj.features)} but {model} expects {info['features']}"
-        )
-    counts = score_file(classifier, scaler_obj, events, scores_out, cut=cut, chunk_size=chunk_size)
-    io.write_json(counts_out, {"events": str(events), **counts.as_dict()})
     return counts

@@ -39,9 +39,9 @@ from typing import Literal
 import numpy as np
 from scipy.special import ndtri
 
-from flowsim.io import atomic_output, read_matrix
+from flowsim.io import atomic_output
 
-__all__ = ["METHODS", "Scaler", "fit_scaler", "fit_scaler_on_file", "load_scaler"]
+__all__ = ["METHODS", "Scaler", "fit_scaler", "load_scaler"]
 
 log = logging.getLogger(__name__)
 
@@ -285,22 +285,3 @@ def load_scaler(path: str | os.PathLike[str]) -> Scaler:
         features = tuple(str(s) for s in f["features"])
         params = {k.removeprefix("param_"): f[k] for k in f.files if k.startswith("param_")}
     return Scaler(method, features, params)  # type: ignore[arg-type]
-
-
-def fit_scaler_on_file(
-    events: str | os.PathLike[str],
-    output: str | os.PathLike[str],
-    *,
-    features: list[str] | tuple[str, ...],
-    method: str,
-    odd: list[str] | tuple[str, ...] = (),
-) -> Scaler:
-    """Fit a scaler on the ``features`` branches of a ROOT events file and save it."""
-    x = read_matrix(events, list(features))
-    scaler = fit_scaler(x, features, method, odd=odd)
-    scaler.save(output)
-    log.info(
-        "fitted %s scaling of %d features on %d events of %s%s", method, len(features), len(x), events,
-        f", odd in {list(odd)}" if odd else "",
-    )  # fmt: skip
-    return scaler

@@ -652,7 +652,7 @@ def _is_int(value: object) -> bool:
 def generate_toy(n_events: int, seed: int, *, signal_fraction: float = 0.5) -> NDArray[np.float32]:
     """Generate toy HIGGS events: an array (n_events, 29) float32 in :data:`COLUMNS` order.
 
-    Args:
+    Arguments:
         n_events (int): number of events (rows), at least 1; exactly this many are returned,
             events lost to the acceptance being replaced by further rounds.
         seed (int): non-negative seed; the same seed gives bit-identical output.
@@ -702,7 +702,7 @@ def write_toy_csv(
     written to a temporary file in the same directory and renamed over ``path`` at the end; on
     any error the temporary file is removed and an existing ``path`` is left untouched.
 
-    Args:
+    Arguments:
         path (str or PathLike): the output file; missing directories are created.
         n_events (int): number of events, at least 1.
         seed (int): non-negative seed.

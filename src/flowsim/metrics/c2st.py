@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from flowsim.classifier import fit_classifier, predict_proba
+from flowsim.classifier import TWO_SAMPLE_TRAINING, fit_classifier, predict_proba
 from flowsim.metrics.roc import (
     AucEstimate, RocCurve, accuracy_at_threshold, auc_delong, roc_curve, weighted_auc,
 )  # fmt: skip
@@ -116,7 +116,7 @@ def classifier_two_sample_test(
     if min(len(test), len(val), len(fit)) < 2 or len(np.unique(y[test])) < 2:
         raise ValueError(f"{name}: too few events for a two-sample test ({n} per sample)")
 
-    config = TrainConfig(**{"max_epochs": 50, "patience": 5, "lr": 1e-3, "seed": seed, **settings.training})
+    config = TrainConfig(**{**TWO_SAMPLE_TRAINING, "seed": seed, **settings.training})
     model, history = fit_classifier(
         (x[fit], y[fit]), (x[val], y[val]), config, hidden=settings.hidden,
         residual_blocks=settings.residual_blocks, dropout=settings.dropout, name=name,

@@ -1,4 +1,5 @@
-"""The summary tables: one row per flow run, from training to the analysis; one per study point.
+"""The summary stage (``workflow/rules/summary.smk``): one row per flow run, from training to the
+analysis (rule :func:`summary`); one row per study point and the study plots (rule :func:`study`).
 
 Columns: the run and its model, the validation NLL and best epoch, the C2ST AUC with its error
 and the MC-vs-MC null, the mean per-feature distances with their MC baselines, the mean copula χ²/dof
@@ -11,8 +12,8 @@ shift of the ML expected limit (see :func:`flowsim.analysis.results.largest_devi
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from flowsim.analysis.results import PointResult, largest_deviations
 from flowsim.flows.persist import read_model_file
 from flowsim.metrics.copula import mean_chi2_per_dof, read_copula_pairs_tsv
 from flowsim.metrics.distances import METRICS
+from flowsim.stages import PathLike
 from flowsim.studies import (
     STUDY_SUMMARY_COLUMNS,
     Study,
@@ -29,11 +31,20 @@ from flowsim.studies import (
     value_label,
 )
 
-__all__ = ["STUDY_POINT_COLUMNS", "SUMMARY_COLUMNS", "run_row", "study_job", "summary_job"]
+__all__ = [
+    "STUDY_POINT_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "StudyOutputs",
+    "StudyTables",
+    "run_row",
+    "study",
+    "study_tables",
+    "summary",
+    "summary_table",
+    "write_study",
+]
 
 log = logging.getLogger(__name__)
-
-PathLike = str | os.PathLike[str]
 
 SUMMARY_COLUMNS = (
     "run", "model", "val_nll", "best_epoch", "c2st_auc", "c2st_auc_err", "c2st_auc_null",
@@ -108,44 +119,57 @@ def run_row(run: str, files: Mapping[str, PathLike]) -> dict[str, Any]:
     return row
 
 
-def summary_job(runs: Mapping[str, Mapping[str, PathLike]], out: PathLike) -> list[dict[str, Any]]:
+def summary_table(runs: Mapping[str, Mapping[str, PathLike]]) -> list[dict[str, Any]]:
     """One row per run: validation NLL, C2ST AUC ± error and null, mean distances, mean copula
     χ²/dof, sampling speed, and the analysis: the largest |μ̂ − 1|/σ of the ML background and
     the largest shift of its expected limit from the MC reference, in units of the MC ±1σ band (see
-    :func:`flowsim.analysis.scan.largest_deviations`), each with where it occurs.
+    :func:`flowsim.analysis.results.largest_deviations`), each with where it occurs.
 
-    ``runs`` maps a run name to its files: those of :func:`run_row` and ``scans`` (the run's
-    luminosity-scan TSVs; may be empty).
+    Arguments:
+        runs: A run name to its files: those of :func:`run_row` and ``scans`` (the run's
+            luminosity-scan TSVs; may be empty).
     """
     table = []
     for run, files in runs.items():
         row = run_row(run, files)
         row.update(_analysis_columns(files.get("scans", [])))
         table.append(row)
+    return table
+
+
+def summary(runs: Mapping[str, Mapping[str, PathLike]], out: PathLike) -> list[dict[str, Any]]:
+    """Rule ``summary``: :func:`summary_table` of ``runs`` into ``out`` (``results/summary/runs.tsv``)."""
+    table = summary_table(runs)
     io.write_tsv(out, table, SUMMARY_COLUMNS)
     return table
 
 
-def study_job(
-    study: Study,
-    runs: Mapping[str, Mapping[str, PathLike]],
-    *,
-    points_out: PathLike,
-    summary_out: PathLike,
-    curves_plot: PathLike,
-    val_nll_plot: PathLike,
-    c2st_plot: PathLike,
-    copula_plot: PathLike,
-) -> list[dict[str, Any]]:
-    """Collect a study: one row per point (run), mean ± std over seeds per (base, value), and
-    the plots: validation loss per epoch of every point, and the final validation NLL, the
-    C2ST AUC and the mean copula χ²/dof against the scanned value with the spread over seeds as
-    error bars.
+@dataclass(frozen=True)
+class StudyOutputs:
+    """The outputs of rule ``study``."""
 
-    ``runs`` maps each point's run to its files, as for :func:`run_row`.
-    """
-    from flowsim.plots.studies import plot_study_curves, plot_study_metric
+    points: PathLike
+    summary: PathLike
+    curves: PathLike
+    val_nll: PathLike
+    c2st: PathLike
+    copula: PathLike
 
+
+@dataclass(frozen=True)
+class StudyTables:
+    """A study's rows: one per point (run), and mean ± std over seeds per (base, value); with
+    each point's validation history for the curves."""
+
+    study: Study
+    points: list[dict[str, Any]]
+    summary: list[dict[str, Any]]
+    histories: dict[str, list[dict[str, str]]]
+
+
+def study_tables(study: Study, runs: Mapping[str, Mapping[str, PathLike]]) -> StudyTables:
+    """Collect a study from its runs' files (``runs``: each point's run to its files, as for
+    :func:`run_row`)."""
     rows = {point.run: run_row(point.run, runs[point.run]) for point in study.points}
     x = plot_positions(study, {run: row["n_train"] for run, row in rows.items()})
     points = []
@@ -159,12 +183,27 @@ def study_job(
             "study %s: %s val NLL %.4f, C2ST AUC %.4f ± %.4f", study.name, point.run,
             points[-1]["val_nll"], points[-1]["c2st_auc"], points[-1]["c2st_auc_err"],
         )  # fmt: skip
-    summary = summarise_points(points)
     histories = {point.run: io.read_tsv(runs[point.run]["history"]) for point in study.points}
-    plot_study_curves(study, histories, curves_plot)
-    plot_study_metric(summary, "val_nll", val_nll_plot, ylabel="best validation NLL [nats/event]")
-    plot_study_metric(summary, "c2st_auc", c2st_plot, ylabel="C2ST AUC (generated vs MC)")
-    plot_study_metric(summary, "copula_chi2_dof_mean", copula_plot, ylabel=r"copula $\chi^2$/dof (pair mean)")
-    io.write_tsv(points_out, points, STUDY_POINT_COLUMNS)
-    io.write_tsv(summary_out, summary, STUDY_SUMMARY_COLUMNS)
-    return points
+    return StudyTables(study, points, summarise_points(points), histories)
+
+
+def write_study(tables: StudyTables, outputs: StudyOutputs) -> None:
+    """The points and summary tables, and the plots: validation loss per epoch of every point,
+    and the final validation NLL, the C2ST AUC and the mean copula χ²/dof against the scanned
+    value with the spread over seeds as error bars."""
+    from flowsim.plots.studies import plot_study_curves, plot_study_metric
+
+    summary_rows = tables.summary
+    plot_study_curves(tables.study, tables.histories, outputs.curves)
+    plot_study_metric(summary_rows, "val_nll", outputs.val_nll, ylabel="best validation NLL [nats/event]")
+    plot_study_metric(summary_rows, "c2st_auc", outputs.c2st, ylabel="C2ST AUC (generated vs MC)")
+    plot_study_metric(summary_rows, "copula_chi2_dof_mean", outputs.copula, ylabel=r"copula $\chi^2$/dof (pair mean)")
+    io.write_tsv(outputs.points, tables.points, STUDY_POINT_COLUMNS)
+    io.write_tsv(outputs.summary, summary_rows, STUDY_SUMMARY_COLUMNS)
+
+
+def study(study: Study, runs: Mapping[str, Mapping[str, PathLike]], outputs: StudyOutputs) -> list[dict[str, Any]]:
+    """Rule ``study``: :func:`study_tables`, then :func:`write_study`."""
+    tables = study_tables(study, runs)
+    write_study(tables, outputs)
+    return tables.points

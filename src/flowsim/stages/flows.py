@@ -1,0 +1,269 @@
+"""The flow stage (``workflow/rules/flows.smk``): train a run, sample a run.
+
+* :func:`train_flow`: fit one run's flow to the scaled background training split, with early
+  stopping on the validation split; write the model, its history and the loss curve.
+* :func:`sample_flow`: draw a run's generated events (in data units) into a ROOT file, with
+  the sampling speed and the count of non-finite events.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from flowsim import io
+from flowsim.data.scaling import Scaler, load_scaler
+from flowsim.data.splits import nested_subset
+from flowsim.flows.persist import load_flow, save_flow
+from flowsim.flows.registry import build_flow
+from flowsim.flows.symmetry import RandomSignFlip, SignFlipMixture, signs_of, with_mirror_images
+from flowsim.runs import RunSpec, n_generated_events
+from flowsim.sampling import SamplingReport, generate_to_root
+from flowsim.stages import PathLike
+from flowsim.training import TrainResult, configure_torch, evaluate, resolve_device, train, write_history
+
+__all__ = [
+    "SampleFlowOutputs",
+    "TrainFlowOutputs",
+    "TrainedFlow",
+    "negative_log_likelihood",
+    "sample_flow",
+    "train_flow",
+    "train_flow_model",
+    "write_trained_flow",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainFlowOutputs:
+    """The outputs of rule ``train_flow``."""
+
+    model: PathLike
+    history: PathLike
+    loss: PathLike
+
+
+@dataclass(frozen=True)
+class SampleFlowOutputs:
+    """The outputs of rule ``sample_flow``."""
+
+    events: PathLike
+    timing: PathLike
+
+
+@dataclass(frozen=True)
+class TrainedFlow:
+    """A trained run: the flow at its best epoch and what the model file records about it.
+
+    ``val_nll`` is that of the sampled model: the flow, or with a sign-flip symmetry its
+    symmetric mixture (:class:`~flowsim.flows.symmetry.SignFlipMixture`).
+    """
+
+    spec: RunSpec
+    flow: torch.nn.Module
+    features: list[str]
+    sign_flip: list[str]
+    result: TrainResult
+    val_nll: float
+    n_train: int
+
+
+def negative_log_likelihood(flow: torch.nn.Module, batch) -> torch.Tensor:
+    """Mean NLL per event (nats, in the scaled space): the flows' training loss."""
+    return -flow(batch[0]).mean()
+
+
+def _scaled_tensor(path: PathLike, scaler: Scaler, device: torch.device) -> torch.Tensor:
+    x = scaler.transform(io.read_matrix(path, list(scaler.features)))
+    return torch.from_numpy(x).to(device)
+
+
+def _training_subset(x_train: torch.Tensor, spec: RunSpec) -> torch.Tensor:
+    """The run's ``train_events`` of the training split, drawn with its training seed.
+
+    Subsets are nested (see :func:`~flowsim.data.splits.nested_subset`): for one seed, the
+    events of a smaller training set are part of every larger one, so a training-size study
+    adds events instead of drawing new ones; over seeds, the spread includes the draw.
+    """
+    n = len(x_train)
+    if spec.train_events > n:
+        raise ValueError(
+            f"run {spec.name}: train_events = {spec.train_events} but the background training "
+            f"split has only {n} events; lower flows.{spec.name}.train_events or use null (all)"
+        )
+    keep = nested_subset(n, spec.train_events, seed=spec.training.seed)
+    log.info("run %s: training on %d of the %d training events", spec.name, len(keep), n)
+    return x_train[torch.from_numpy(keep).to(x_train.device)]
+
+
+def train_flow_model(
+    spec: RunSpec, *, train_events: PathLike, val_events: PathLike, scaler: PathLike, checkpoint: PathLike
+) -> TrainedFlow:
+    """Train run ``spec`` on the scaled background splits.
+
+    If the scaler is odd in some features (config ``symmetry.flip_signs``), the flow learns
+    that sign-flip symmetry (:mod:`flowsim.flows.symmetry`): training events are flipped at
+    random, early stopping watches the validation split and its mirror image, and the model is
+    the symmetric mixture.
+
+    Arguments:
+        spec: The run.
+        train_events: The background training split (ROOT).
+        val_events: The background validation split (ROOT).
+        scaler: The scaler fitted on the training split (``results/data/scaler.npz``).
+        checkpoint: The per-epoch checkpoint that lets a killed job resume.
+
+    Returns:
+        The flow at its best epoch, with its training history.
+    """
+    device = resolve_device(spec.training.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls: ~free accuracy-wise here
+        torch.backends.cudnn.allow_tf32 = True
+    scaler_obj = load_scaler(scaler)
+    features = list(scaler_obj.features)
+    x_train = _scaled_tensor(train_events, scaler_obj, device)
+    if spec.train_events is not None:
+        x_train = _training_subset(x_train, spec)
+    x_val = _scaled_tensor(val_events, scaler_obj, device)
+    flipped = list(scaler_obj.odd_features)
+    signs = signs_of(features, flipped).to(device)
+    log.info(
+        "run %s: %s %s on %d features, %d training / %d validation events, device %s",
+        spec.name, spec.model, spec.params, len(features), len(x_train), len(x_val), device,
+    )  # fmt: skip
+    torch.manual_seed(spec.training.seed)
+    flow = build_flow(spec.model, len(features), **spec.params).to(device)
+    log.info("run %s: %d parameters", spec.name, sum(p.numel() for p in flow.parameters()))
+    if flipped:
+        log.info("run %s: symmetric under the sign flip of %s", spec.name, ", ".join(flipped))
+    result = train(
+        flow,
+        negative_log_likelihood,
+        (x_train,),
+        (with_mirror_images(x_val, signs) if flipped else x_val,),
+        spec.training,
+        name=spec.name,
+        checkpoint=checkpoint,
+        fingerprint_extra={
+            "model": spec.model,
+            "params": spec.params,
+            "features": features,
+            "sign_flip": flipped,
+        },  # the events themselves are fingerprinted by train(), by content
+        augment=RandomSignFlip(signs) if flipped else None,
+    )
+    val_nll = result.best_val_loss
+    if flipped:
+        mixture = SignFlipMixture(flow, signs)
+        val_nll = evaluate(mixture, negative_log_likelihood, (x_val,), spec.training.eval_batch_size)
+        log.info(
+            "run %s: validation NLL %.5f of the symmetric mixture (%.5f of the flow alone, "
+            "on the split and its mirror image)", spec.name, val_nll, result.best_val_loss,
+        )  # fmt: skip
+    return TrainedFlow(spec, flow, features, flipped, result, val_nll, len(x_train))
+
+
+def write_trained_flow(trained: TrainedFlow, outputs: TrainFlowOutputs) -> None:
+    """Write the model file, the per-epoch history and the loss curve of a trained run."""
+    from flowsim.plots.training import plot_history
+
+    spec, result = trained.spec, trained.result
+    save_flow(
+        outputs.model,
+        trained.flow,
+        model=spec.model,
+        params=spec.params,
+        features=trained.features,
+        metadata={
+            "run": spec.name,
+            "best_epoch": result.best_epoch,
+            "val_nll": trained.val_nll,
+            "epochs_run": result.epochs_run,
+            "n_train": trained.n_train,
+            "training": asdict(spec.training),
+        },
+        sign_flip=trained.sign_flip,
+    )
+    write_history(outputs.history, result.history)
+    plot_history(result.history, outputs.loss, title=f"{spec.name} ({spec.model})", ylabel="NLL per event [nats]")
+
+
+def train_flow(
+    spec: RunSpec,
+    outputs: TrainFlowOutputs,
+    *,
+    train_events: PathLike,
+    val_events: PathLike,
+    scaler: PathLike,
+    checkpoint: PathLike,
+    threads: int = 1,
+) -> TrainedFlow:
+    """Rule ``train_flow``: train run ``spec`` and write its outputs; the checkpoint is removed
+    once they are written."""
+    configure_torch(threads)
+    trained = train_flow_model(
+        spec, train_events=train_events, val_events=val_events, scaler=scaler, checkpoint=checkpoint
+    )
+    write_trained_flow(trained, outputs)
+    Path(checkpoint).unlink(missing_ok=True)
+    return trained
+
+
+def _checked_model(model: PathLike, scaler: PathLike, device: str) -> tuple[torch.nn.Module, dict, Scaler]:
+    """The flow of ``model`` and the scaler, refused if they do not belong together."""
+    flow, info = load_flow(model, resolve_device(device))
+    scaler_obj = load_scaler(scaler)
+    if list(scaler_obj.features) != info["features"]:
+        raise ValueError(
+            f"{model} was trained on {info['features']}, the scaler {scaler} maps "
+            f"{list(scaler_obj.features)}"
+        )
+    if not set(info["sign_flip"]) <= set(scaler_obj.odd_features):
+        raise ValueError(
+            f"{model} flips the signs of {info['sign_flip']}, but the scaler {scaler} "
+            f"is odd only in {list(scaler_obj.odd_features)}: refit the scaler with that symmetry"
+        )
+    return flow, info, scaler_obj
+
+
+def sample_flow(
+    outputs: SampleFlowOutputs,
+    *,
+    run: str,
+    model: PathLike,
+    scaler: PathLike,
+    reference: PathLike,
+    n_generated: int | str,
+    chunk_size: int,
+    seed: int,
+    device: str,
+    max_nonfinite_fraction: float = 1e-3,
+    threads: int = 1,
+) -> SamplingReport:
+    """Rule ``sample_flow``: generate events from a trained run.
+
+    The events are streamed to ``outputs.events`` chunk by chunk (they need not fit in memory),
+    the timing row then goes to ``outputs.timing``. Fails, writing neither, when more than
+    ``max_nonfinite_fraction`` of the events are non-finite or none is finite
+    (:class:`~flowsim.sampling.NonFiniteSampleError`).
+
+    Arguments:
+        n_generated: A number of events, or ``"Nx"``: N times the events of ``reference``
+            (MC background test_a).
+    """
+    configure_torch(threads)
+    flow, info, scaler_obj = _checked_model(model, scaler, device)
+    n = n_generated_events(n_generated, io.root_entries(reference))
+    log.info("sampling %d events from %s (%s)", n, model, info["model"])
+    report = generate_to_root(
+        flow, scaler_obj, n, outputs.events, chunk_size=chunk_size, seed=seed,
+        max_nonfinite_fraction=max_nonfinite_fraction, name=f"run {run}",
+    )  # fmt: skip
+    io.write_tsv(outputs.timing, [report.as_row()], list(report.as_row()))
+    return report

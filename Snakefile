@@ -18,6 +18,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/flows.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/classifier.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/summary.smk"
 

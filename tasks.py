@@ -2,7 +2,7 @@
 """The two commands of the README, with nothing but Python 3.11 and pip needed beforehand.
 
     python3 tasks.py workflow [snakemake arguments]   install, then run the default workflow
-    python3 tasks.py test [pytest arguments]          install, then run the whole test suite
+    python3 tasks.py test [pytest arguments]          install, then lint (ruff) and run the whole test suite
 
 Both create (once) a virtual environment in ``.venv`` and install this project into it with
 the extras it needs; later calls reuse it and reinstall only when ``pyproject.toml`` changed.
@@ -59,7 +59,10 @@ def main(argv: list[str]) -> int:
         sized = any(a.split("=")[0] in _SIZING_OPTIONS for a in rest)
         args = rest if sized else ["--cores", "all", *rest]
         return subprocess.call([str(python), "-m", "snakemake", *args], cwd=ROOT)
-    return subprocess.call([str(python), "-m", "pytest", *rest], cwd=ROOT)
+    # the linter first: it takes a second and names what the tests would trip over later
+    lint = subprocess.call([str(python), "-m", "ruff", "check", "."], cwd=ROOT)
+    tests = subprocess.call([str(python), "-m", "pytest", *rest], cwd=ROOT)
+    return tests or lint
 
 
 if __name__ == "__main__":

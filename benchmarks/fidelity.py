@@ -91,7 +91,10 @@ from flowsim.flows.jobs import negative_log_likelihood
 from flowsim.flows.symmetry import RandomSignFlip, SignFlipMixture, signs_of, with_mirror_images
 from flowsim.logs import job_logging
 from flowsim.metrics.c2st import (
-    C2STSettings, classifier_two_sample_test, copula_and_marginal_tests, tree_two_sample_test,
+    C2STSettings,
+    classifier_two_sample_test,
+    copula_and_marginal_tests,
+    tree_two_sample_test,
     with_marginals_of,
 )  # fmt: skip
 from flowsim.metrics.copula import PAIR_BINS, copula_pair_chi2, pair_chi2_dof, worst_pairs
@@ -422,7 +425,8 @@ def main(options: argparse.Namespace) -> None:
     scaler = fit_protocol_scaler(data["train"], [] if options.no_symmetry else None)
     print(f"sign-flip symmetry: {', '.join(scaler.odd_features) or 'none'}")
     scaled_a, scaled_b = (scaler.transform(data[k]).astype(np.float32) for k in ("test_a", "test_b"))
-    nulls = [classifier_two_sample_test(scaled_a, scaled_b, settings=c2st_settings(options.device), seed=s, name="null").auc
+    settings = c2st_settings(options.device)
+    nulls = [classifier_two_sample_test(scaled_a, scaled_b, settings=settings, seed=s, name="null").auc
              for s in options.seeds]  # fmt: skip
     tree_nulls = [tree_two_sample_test(data["test_a"], data["test_b"], seed=s).auc for s in options.seeds]
     pair_null = [mean_pair_chi2(copula_pair_chi2(data["test_a"], data["test_b"], seed=s)) for s in options.seeds]
@@ -449,7 +453,7 @@ def main(options: argparse.Namespace) -> None:
         columns += ["tree C2ST weighted", "max KS weighted", "n_eff / n", "clipped", "tree C2ST rejection",
                     "acceptance"]  # fmt: skip
         keys += ["tree_w", "ks_w", "n_eff_frac", "clipped", "tree_rejected", "acceptance"]
-        for name, runs in rows.items():
+        for runs in rows.values():
             for r in runs:
                 r["n_eff_frac"] = r["n_eff"] / len(data["test_a"])
     print(f"\n{len(options.seeds)} seed(s); null: C2ST {mean_std(nulls)}, "

@@ -114,7 +114,7 @@ def main() -> None:
         mb = path.stat().st_size / 2**20
         gz = path.suffix == ".gz"
         ref_cmd = f"gzip -dc '{path}' > /dev/null" if gz else f"cat '{path}' > /dev/null"
-        ref = best_of(args.repeat, lambda: time_command(ref_cmd))
+        ref = best_of(args.repeat, lambda cmd=ref_cmd: time_command(cmd))
         runs = [measure_reader(path) for _ in range(args.repeat)]
         best = min(runs, key=lambda r: r["seconds"])
         text_mb = best["rows"] * (path.stat().st_size / best["rows"]) / 2**20

@@ -34,9 +34,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Iterable
 
+import fidelity
 import numpy as np
 
-import fidelity
 from flowsim.data.scaling import Scaler
 from flowsim.metrics.c2st import tree_two_sample_test, with_marginals_of
 
@@ -76,7 +76,9 @@ def donors(data: dict, scaler, max_knots: Iterable[int] = ()) -> dict[str, Draw]
     }  # fmt: skip
 
 
-def kernel_density_sample(scaled_train: np.ndarray, scaler, bandwidth: float, n: int, rng: np.random.Generator) -> np.ndarray:
+def kernel_density_sample(
+    scaled_train: np.ndarray, scaler, bandwidth: float, n: int, rng: np.random.Generator
+) -> np.ndarray:
     r"""n events of the Gaussian kernel density estimate
     :math:`\hat p(z) = \frac{1}{N} \sum_i \mathcal{N}(z; z_i, h^2 I)` of the scaled training
     events :math:`z_i`, mapped back to data units: a random training event plus

@@ -12,8 +12,8 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
 
 from flowsim.config import check_config, merge_config
-from flowsim.errors import ConfigError
 from flowsim.data.higgs import DEFAULT_FEATURES
+from flowsim.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")

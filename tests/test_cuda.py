@@ -15,10 +15,10 @@ from flowsim import io
 from flowsim.classifier import fit_classifier, predict_proba
 from flowsim.data.scaling import fit_scaler
 from flowsim.flows import FLOWS, build_flow, hyperparameters
-from flowsim.stages.flows import negative_log_likelihood
 from flowsim.flows.persist import load_flow, save_flow
 from flowsim.metrics.roc import weighted_auc
 from flowsim.sampling import generate_to_root
+from flowsim.stages.flows import negative_log_likelihood
 from flowsim.training import TrainConfig, resolve_device, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

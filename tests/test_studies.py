@@ -80,7 +80,10 @@ def test_the_studies_file_is_a_valid_overlay_of_the_default_config():
         ({"values": ["a b"]}, r"'studies.scan.values': 'a b' cannot be part of a run name"),
         ({"scan": "train_events", "values": [0]}, r"training sizes must be positive integers or null"),
         ({"scan": "train_events", "values": [1.5e4]}, r"training sizes must be positive integers"),
-        ({"scan": "params.mixtures"}, r"'studies.scan': .*'flows.scan-glow-2-s1.params.mixtures': not a hyperparameter of glow"),
+        (
+            {"scan": "params.mixtures"},
+            r"'studies.scan': .*'flows.scan-glow-2-s1.params.mixtures': not a hyperparameter of glow",
+        ),
         ({"values": [0]}, r"'studies.scan': .*'flows.scan-glow-0-s1.params'"),
         ({"scan": "training.lr", "values": [0.0]}, r"'studies.scan': .*'flows.scan-glow-0-s1.training'"),
     ],

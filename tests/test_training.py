@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -86,7 +87,7 @@ def test_augmentation_touches_training_batches_only_and_is_reproducible():
     train(plain, mse, *data, CONFIG)
     assert sum(seen) == 6 * 500  # every training event of 6 epochs, no validation event
     assert len(result.history) == 6
-    for pa, pb, pp in zip(a.state_dict().values(), b.state_dict().values(), plain.state_dict().values()):
+    for pa, pb in zip(a.state_dict().values(), b.state_dict().values()):
         assert torch.equal(pa, pb)
     assert not all(torch.equal(pa, pp) for pa, pp in zip(a.state_dict().values(), plain.state_dict().values()))
 
@@ -217,7 +218,8 @@ def test_nan_loss_stops_with_run_and_epoch_and_keeps_last_good_checkpoint(tmp_pa
         return exploding(model, batch)
 
     config = TrainConfig(lr=1e-2, batch_size=100, max_epochs=10, seed=0, device="cpu")
-    with pytest.raises(NonFiniteLossError, match=r"myrun: the training loss became nan in epoch 4; last good checkpoint: .*last.pt \(epoch 3\)"):
+    expected = r"myrun: the training loss became nan in epoch 4; last good checkpoint: .*last.pt \(epoch 3\)"
+    with pytest.raises(NonFiniteLossError, match=expected):
         train(make_model(), counting, *data, config, name="myrun", checkpoint=ckpt)
     assert torch.load(ckpt, weights_only=True)["epoch"] == 3
 
@@ -231,7 +233,7 @@ def test_bad_settings_are_named():
         TrainConfig(average_epochs=-1.0)
 
 
-def _killed_after(tmp_path, monkeypatch, data, epochs: int, config=CONFIG) -> "Path":
+def _killed_after(tmp_path, monkeypatch, data, epochs: int, config=CONFIG) -> Path:
     """Train until the start of epoch ``epochs + 1``, then die: the checkpoint it leaves."""
     real_batches = __import__("flowsim.training", fromlist=["_batches"])._batches
 

@@ -226,7 +226,9 @@ def fit_flow_reweighter(
         second = flow.sample(len(x_ref), generator=_generator(seed, device)).double().cpu().numpy()
     finite = np.isfinite(second).all(axis=1)
     if not finite.all():
-        log.warning("%d of %d events of the second flow sample are non-finite and left out", (~finite).sum(), len(second))
+        log.warning(
+            "%d of %d events of the second flow sample are non-finite and left out", (~finite).sum(), len(second)
+        )
     log.info("reweighting classifier: %d MC (%s) vs %d flow events", len(x_ref), reference, finite.sum())
     classifier = fit_reweighter(x_ref, second[finite], settings=settings, seed=seed)
     return FlowReweighter(classifier, scaler_obj, settings.max_weight, str(reference), len(x_ref), int(finite.sum()))
@@ -253,7 +255,8 @@ def write_weights(
     total = total_sq = 0.0
     with io.event_writer(out, [WEIGHT_BRANCH]) as writer:
         for chunk in io.iter_matrix(events, features, step=chunk_size):
-            weights, clipped = _clipped_ratio(reweighter.classifier, reweighter.scaler.transform(chunk), reweighter.max_weight)
+            scaled = reweighter.scaler.transform(chunk)
+            weights, clipped = _clipped_ratio(reweighter.classifier, scaled, reweighter.max_weight)
             writer.extend({WEIGHT_BRANCH: weights})
             n_events += len(weights)
             n_clipped += clipped

@@ -10,17 +10,25 @@ import torch
 
 from flowsim import io
 from flowsim.analysis.selection import (
-    SCORE_BRANCH, SelectionCounts, read_scores, read_selected, read_selected_events,
+    SCORE_BRANCH,
+    SelectionCounts,
+    read_scores,
+    read_selected,
+    read_selected_events,
 )  # fmt: skip
 from flowsim.analysis.signal_classifier import (
-    ClassifierSettings, labelled_sample, load_classifier, save_classifier,
-    score_file, train_signal_classifier,
+    ClassifierSettings,
+    labelled_sample,
+    load_classifier,
+    save_classifier,
+    score_file,
+    train_signal_classifier,
 )  # fmt: skip
 from flowsim.classifier import balanced_weights, predict_proba
 from flowsim.data.scaling import fit_scaler
-from flowsim.stages.analysis import ScoreOutputs, score_and_cut
 from flowsim.errors import ConfigError
 from flowsim.metrics.roc import auc
+from flowsim.stages.classifier import ScoreOutputs, score_and_cut
 
 FEATURES = ["a", "b", "m_bb"]
 

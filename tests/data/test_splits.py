@@ -9,11 +9,17 @@ import numpy as np
 import pytest
 
 from flowsim import io
-from flowsim.data.higgs import COLUMNS, FEATURE_COLUMNS
 from flowsim.data.fetch import ChecksumError
+from flowsim.data.higgs import COLUMNS, FEATURE_COLUMNS
 from flowsim.data.splits import (
-    CLASSES, SPLITS, SplitFractions, count_duplicate_rows, nested_subset, split_indices,
-    split_sizes, write_splits,
+    CLASSES,
+    SPLITS,
+    SplitFractions,
+    count_duplicate_rows,
+    nested_subset,
+    split_indices,
+    split_sizes,
+    write_splits,
 )  # fmt: skip
 from tests.higgs_files import write_csv
 

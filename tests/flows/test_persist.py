@@ -71,7 +71,8 @@ def test_too_many_layers_are_refused_before_any_build(model_file, builds):
 
 def test_a_file_claiming_a_larger_model_than_its_weights_builds_only_shapes(model_file, builds):
     # within the bounds, but 4096 wide: the real flow would take ~1 GB; its shapes take nothing
-    with pytest.raises(ModelFileError, match=r"weight '.*' has shape \(\d+, \d+\) in the file, but the architecture it names has \(\d*4096"):
+    expected = r"weight '.*' has shape \(\d+, \d+\) in the file, but the architecture it names has \(\d*4096"
+    with pytest.raises(ModelFileError, match=expected):
         load_flow(_tampered(model_file, hidden=4096))
     assert builds == ["meta"]
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 import pytest
+from scipy import stats
 
 from flowsim.metrics.c2st import (
-    C2STSettings, classifier_two_sample_test, copula_and_marginal_tests, tree_two_sample_test,
+    C2STSettings,
+    classifier_two_sample_test,
+    copula_and_marginal_tests,
+    tree_two_sample_test,
     with_marginals_of,
 )  # fmt: skip
 

@@ -8,8 +8,15 @@ from scipy import stats
 
 from flowsim import io
 from flowsim.metrics.copula import (
-    PAIR_TSV_COLUMNS, PairRow, copula_pair_chi2, copula_pair_table, mean_chi2_per_dof, pair_chi2_dof,
-    read_copula_pairs_tsv, worst_pairs, write_copula_pairs_tsv,
+    PAIR_TSV_COLUMNS,
+    PairRow,
+    copula_pair_chi2,
+    copula_pair_table,
+    mean_chi2_per_dof,
+    pair_chi2_dof,
+    read_copula_pairs_tsv,
+    worst_pairs,
+    write_copula_pairs_tsv,
 )  # fmt: skip
 
 

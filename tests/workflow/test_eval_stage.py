@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from flowsim import io
-from flowsim.stages.evaluate import C2ST_ROWS
 from flowsim.metrics.copula import PAIR_TSV_COLUMNS
-from flowsim.stages.summary import SUMMARY_COLUMNS
 from flowsim.metrics.distances import METRICS
+from flowsim.stages.evaluate import C2ST_ROWS
+from flowsim.stages.summary import SUMMARY_COLUMNS
 
 RUNS = ("tiny_maf", "tiny_mademog")
 PLOTS = ("distances", "features_linear", "features_log", "corner", "copula_pairs", "c2st_roc",

@@ -8,9 +8,9 @@ import torch
 
 from flowsim import io
 from flowsim.data.scaling import fit_scaler, load_scaler
-from flowsim.stages.flows import SampleFlowOutputs, TrainFlowOutputs, sample_flow
 from flowsim.flows.persist import load_flow
 from flowsim.flows.symmetry import SignFlipMixture, signs_of, with_mirror_images
+from flowsim.stages.flows import SampleFlowOutputs, TrainFlowOutputs, sample_flow
 
 RUNS = ("tiny_maf", "tiny_mademog")
 
@@ -93,9 +93,9 @@ def test_model_file_loads_without_unpickling(tiny_run):
 
 def test_training_on_cpu_is_reproducible(tiny_run, tmp_path):
     """Retraining a run with the same seed gives bit-identical weights."""
-    from tests.workflow.runner import TINY_CONFIG, snakemake
-
     import shutil
+
+    from tests.workflow.runner import TINY_CONFIG, snakemake
 
     shutil.copytree(tiny_run / "results/data", tmp_path / "results/data")
     snakemake(tmp_path, "results/flows/tiny_maf/model.pt", "--configfile", str(TINY_CONFIG))
@@ -110,18 +110,20 @@ def test_a_killed_training_does_not_resume_on_other_splits(tiny_run, tmp_path, m
     splits.seed does), rerun: the old checkpoint is discarded, not resumed."""
     import logging
 
-    import flowsim.plots.training
-    from flowsim.stages.flows import train_flow
-    from flowsim.runs import run_spec
-    from tests.workflow.runner import TINY_CONFIG
-
     import yaml
+
+    import flowsim.plots.training
+    from flowsim.runs import run_spec
+    from flowsim.stages.flows import train_flow
+    from tests.workflow.runner import TINY_CONFIG
 
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config["flows"]["tiny_maf"]["training"] = {"max_epochs": 2, "patience": 2}
     spec = run_spec({"training": config["training"], **config}, "tiny_maf")
     data = tiny_run / "results/data"
-    outputs = TrainFlowOutputs(model=tmp_path / "model.pt", history=tmp_path / "history.tsv", loss=tmp_path / "loss.png")
+    outputs = TrainFlowOutputs(
+        model=tmp_path / "model.pt", history=tmp_path / "history.tsv", loss=tmp_path / "loss.png"
+    )
     paths = {
         "train_events": data / "bkg_train.root", "val_events": data / "bkg_val.root",
         "scaler": data / "scaler.npz", "checkpoint": tmp_path / "checkpoint.pt",
@@ -148,6 +150,7 @@ def test_a_killed_training_does_not_resume_on_other_splits(tiny_run, tmp_path, m
     caplog.set_level(logging.INFO)
     train_flow(spec, outputs, **{**paths, "train_events": tmp_path / "bkg_train.root"})
     assert "resuming" not in caplog.text
-    assert f"discarding the checkpoint {paths['checkpoint']} and starting afresh: its training data differ" in caplog.text
+    discarded = f"discarding the checkpoint {paths['checkpoint']} and starting afresh: its training data differ"
+    assert discarded in caplog.text
     assert [int(r["epoch"]) for r in io.read_tsv(outputs.history)] == [1, 2]
     assert not paths["checkpoint"].exists()

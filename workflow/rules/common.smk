@@ -150,6 +150,18 @@ def study_plot(name, caption, figure):
     )
 
 
+def quality_plot(name, caption, figure):
+    """A report-registered plot of a run's sample quality, results/eval/{run}/<name>.png."""
+    return run_plot(f"results/eval/{{run}}/{name}.png", "Sample quality", caption, figure)
+
+
+def classifier_plot(name, caption, figure):
+    """A report-registered plot of the signal classifier, results/analysis/classifier/<name>.png."""
+    return report_plot(
+        f"results/analysis/classifier/{name}.png", "Analysis", caption, figure, subcategory="signal classifier"
+    )
+
+
 def scan_tables(run):
     """The luminosity-scan TSVs of one run: every observable and signal fraction."""
     return expand(

@@ -1,11 +1,6 @@
 # Evaluation stage: how close is each run's generated background to the MC it must replace?
 
 
-def quality_plot(name, caption, figure):
-    """A report-registered plot of a run's sample quality, results/eval/{run}/<name>.png."""
-    return run_plot(f"results/eval/{{run}}/{name}.png", "Sample quality", caption, figure)
-
-
 rule eval_distances:
     input:
         test_a=SPLIT_FILES["bkg_test_a"],

@@ -2,7 +2,7 @@
 
 from flowsim.logs import job_logging
 from flowsim.stages import outputs_of
-from flowsim.stages.analysis import ScoreOutputs, score_and_cut
+from flowsim.stages.classifier import ScoreOutputs, score_and_cut
 
 with job_logging(snakemake.log[0]):
     score_and_cut(

@@ -2,7 +2,7 @@
 
 from flowsim.logs import job_logging
 from flowsim.stages import outputs_of
-from flowsim.stages.analysis import ClassifierOutputs, train_classifier
+from flowsim.stages.classifier import ClassifierOutputs, train_classifier
 
 with job_logging(snakemake.log[0]):
     train_classifier(

@@ -34,7 +34,12 @@ from flowsim.analysis.config import AnalysisConfig, alpha_label
 from flowsim.analysis.inference import AsymptoticCalculator
 from flowsim.analysis.likelihood import BinnedLikelihood, FitError, Profile
 from flowsim.analysis.model import (
-    CHANNEL, POI_BOUNDS, build_workspace, channel_yields, poi_bounds_covering, write_workspace,
+    CHANNEL,
+    POI_BOUNDS,
+    build_workspace,
+    channel_yields,
+    poi_bounds_covering,
+    write_workspace,
 )  # fmt: skip
 from flowsim.analysis.results import TSV_COLUMNS, PointResult, ScanResult
 from flowsim.analysis.templates import Template, merge_empty_bins

@@ -7,8 +7,8 @@ Families: :class:`Glow` (``glow``), :class:`MAF` (``maf``), :class:`MADEMOG` (``
 
 from .base import DensityModel, Flow
 from .glow import Glow
-from .maf import MAF
 from .mademog import MADEMOG, MAFMADEMOG
+from .maf import MAF
 from .nsf_coupling import NSFCoupling
 from .registry import FLOWS, build_flow, hyperparameters
 from .rqs import RQS

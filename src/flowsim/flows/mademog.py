@@ -18,8 +18,8 @@ from .base import (
     check_int,
     invert_transforms,
 )
-from .maf import maf_transforms
 from .made import ResidualMADE
+from .maf import maf_transforms
 from .transforms import PERMUTATIONS, BatchNormTransform, make_permutation
 
 __all__ = ["MADEMOG", "MAFMADEMOG"]

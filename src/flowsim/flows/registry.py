@@ -8,8 +8,8 @@ from typing import Any
 import torch.nn as nn
 
 from .glow import Glow
-from .maf import MAF
 from .mademog import MADEMOG, MAFMADEMOG
+from .maf import MAF
 from .nsf_coupling import NSFCoupling
 from .rqs import RQS
 

@@ -79,14 +79,14 @@ class LULinearTransform(nn.Module):
         super().__init__()
         D = check_int("n_features", n_features)
         q, _ = torch.linalg.qr(torch.randn(D, D, dtype=torch.float64))
-        p, l, u = torch.linalg.lu(q)
+        permutation, lower, upper = torch.linalg.lu(q)
         dtype = torch.get_default_dtype()
-        diagonal = torch.diagonal(u)
+        diagonal = torch.diagonal(upper)
         # P as an index vector: (P M)[i] = M[perm[i]].
-        self.register_buffer("perm", p.argmax(dim=1))
+        self.register_buffer("perm", permutation.argmax(dim=1))
         self.register_buffer("sign", torch.sign(diagonal).to(dtype))
-        self.lower = nn.Parameter(torch.tril(l, -1).to(dtype))
-        self.upper = nn.Parameter(torch.triu(u, 1).to(dtype))
+        self.lower = nn.Parameter(torch.tril(lower, -1).to(dtype))
+        self.upper = nn.Parameter(torch.triu(upper, 1).to(dtype))
         self.log_diag = nn.Parameter(diagonal.abs().log().to(dtype))
 
     def _factors(self) -> tuple[Tensor, Tensor]:

@@ -26,7 +26,12 @@ import numpy as np
 
 from flowsim.classifier import TWO_SAMPLE_TRAINING, fit_classifier, predict_proba
 from flowsim.metrics.roc import (
-    AucEstimate, RocCurve, accuracy_at_threshold, auc_delong, roc_curve, weighted_auc,
+    AucEstimate,
+    RocCurve,
+    accuracy_at_threshold,
+    auc_delong,
+    roc_curve,
+    weighted_auc,
 )  # fmt: skip
 from flowsim.training import TrainConfig, TrainResult
 

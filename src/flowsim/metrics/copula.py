@@ -28,8 +28,8 @@ import numpy as np
 from flowsim import io
 
 __all__ = [
-    "PAIR_BINS", "PAIR_TSV_COLUMNS", "PairRow", "copula_cells", "copula_pair_chi2", "copula_pair_table", "mean_chi2_per_dof",
-    "pair_chi2_dof", "read_copula_pairs_tsv", "worst_pairs", "write_copula_pairs_tsv",
+    "PAIR_BINS", "PAIR_TSV_COLUMNS", "PairRow", "copula_cells", "copula_pair_chi2", "copula_pair_table",
+    "mean_chi2_per_dof", "pair_chi2_dof", "read_copula_pairs_tsv", "worst_pairs", "write_copula_pairs_tsv",
 ]  # fmt: skip
 
 #: cells per rank axis K of every pair's K × K table, unless a caller chooses another

@@ -24,7 +24,13 @@ import numpy as np
 
 from flowsim.analysis.results import PointResult
 from flowsim.plots.distributions import (
-    ALT_COLOR, DENSITY_LABEL, GEN_COLOR, MC_COLOR, MC_EDGE, draw_ratio_points, normalised_hist,
+    ALT_COLOR,
+    DENSITY_LABEL,
+    GEN_COLOR,
+    MC_COLOR,
+    MC_EDGE,
+    draw_ratio_points,
+    normalised_hist,
     ratio_with_errors,
 )  # fmt: skip
 from flowsim.plots.style import hep_style, save_figure

@@ -198,8 +198,8 @@ def _metric_rows(result: C2STResult, null: Mapping[str, Mapping[str, Any]] | Non
     ]
     if null is not None:
         for index, metric in ((1, "auc"), (3, "accuracy")):
-            row = {"metric": f"{metric}_null", "value": float(null[metric]["value"]), "error": float(null[metric]["error"])}
-            rows.insert(index, row)
+            value, error = float(null[metric]["value"]), float(null[metric]["error"])
+            rows.insert(index, {"metric": f"{metric}_null", "value": value, "error": error})
     return rows
 
 
@@ -225,7 +225,9 @@ def c2st_null(
     return test
 
 
-def write_c2st(test: TwoSampleTest, outputs: C2STOutputs, *, run: str, null_table: PathLike, null_scores: PathLike) -> None:
+def write_c2st(
+    test: TwoSampleTest, outputs: C2STOutputs, *, run: str, null_table: PathLike, null_scores: PathLike
+) -> None:
     """A run's C2ST table (with the null's rows), the classifier's history and the plots."""
     from flowsim.plots.c2st import plot_density_ratio, plot_ratio_tails, plot_roc, plot_score_distributions
     from flowsim.plots.training import plot_history

@@ -95,3 +95,17 @@ def test_docstrings_use_one_convention():
     for path in sorted(PACKAGE.rglob("*.py")):
         found = others.findall(path.read_text())
         assert not found, f"{path.relative_to(ROOT)}: {found}"
+
+
+def test_no_module_imports_a_private_name_of_another():
+    """What one module shares with another is public: an underscore name stays in its file."""
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        private = [
+            f"{node.module}.{alias.name}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("flowsim")
+            for alias in node.names
+            if alias.name.startswith("_")
+        ]
+        assert not private, f"{path.relative_to(ROOT)} imports {private}"

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from flowsim.flows import FLOWS, build_flow, hyperparameters
+from flowsim.flows.transforms import StackedFlow
 
 EXPECTED = {"glow", "maf", "mademog", "mafmademog", "rqs", "nsf_coupling"}
 BAD_VALUES = {
@@ -75,6 +76,30 @@ def test_documented_defaults():
     assert hyperparameters("rqs")["bins"] == 32 and hyperparameters("rqs")["tail_bound"] == 5.0
     assert hyperparameters("mademog")["activation"] == "gelu"
     assert hyperparameters("glow")["permutation"] == "lu" and hyperparameters("glow")["batch_norm"]
+
+
+def test_a_family_overrides_its_blocks_defaults():
+    # the coupling spline's own default is 8 bins; the family, like the paper's RQS, uses 32
+    assert hyperparameters("nsf_coupling")["bins"] == 32
+    assert build_flow("nsf_coupling", 4, blocks=1).transforms[-1].bins == 32
+
+
+@pytest.mark.parametrize("model", [m for m in FLOWS if issubclass(FLOWS[m], StackedFlow)])
+def test_every_hyperparameter_of_a_stacked_family_is_documented(model):
+    arguments = FLOWS[model].__doc__.split("Arguments:")[1]
+    for name in hyperparameters(model):
+        assert f"\n        {name}:" in arguments, f"{FLOWS[model].__name__} does not document {name!r}"
+
+
+def test_stacked_layouts_data_to_latent():
+    """Autoregressive flows mix between blocks, coupling flows before every block."""
+    names = lambda flow: [type(layer).__name__ for layer in flow.transforms]  # noqa: E731
+    maf = build_flow("maf", 3, blocks=3, hidden=8)
+    assert names(maf) == ["MaskedAffineTransform", "PermutationTransform"] * 2 + ["MaskedAffineTransform"]
+    glow = build_flow("glow", 4, blocks=2, hidden=8)
+    assert names(glow) == ["BatchNormTransform", "LULinearTransform", "AffineCouplingTransform"] * 2
+    with pytest.raises(ValueError, match=r"unknown hyperparameter\(s\) 'mixtures' for Glow; valid: blocks, hidden"):
+        FLOWS["glow"](4, mixtures=3)
 
 
 MODULES = ["base", "nets", "made", "splines", "transforms", "glow", "maf", "mademog", "rqs",

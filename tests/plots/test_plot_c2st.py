@@ -64,17 +64,6 @@ def test_plot_density_ratio(tmp_path, rng, check_png):
         C.plot_density_ratio(r_mc, [], tmp_path / "x.png")
 
 
-def test_ratio_tail_masks_by_hand():
-    r = np.arange(1.0, 1001.0)
-    t = C.ratio_tail_masks(r, 0.01)
-    # np.quantile (linear): 1 + 0.01·999 = 10.99 and 1 + 0.99·999 = 990.01
-    assert t.low_cut == pytest.approx(10.99) and t.high_cut == pytest.approx(990.01)
-    np.testing.assert_array_equal(np.flatnonzero(t.low), np.arange(10))
-    np.testing.assert_array_equal(np.flatnonzero(t.high), np.arange(990, 1000))
-    with pytest.raises(ValueError, match="quantile"):
-        C.ratio_tail_masks(r, 0.5)
-
-
 def test_plot_ratio_tails(tmp_path, rng, check_png):
     n = 3000
     mc = np.exp(0.4 * rng.normal(size=(n, 4)))

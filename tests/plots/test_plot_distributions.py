@@ -1,16 +1,16 @@
-"""Tests of flowsim.plots.distributions: the numbers behind the panels, input checks, PNGs."""
+"""Tests of the distribution plots (flowsim.plots.distributions, .pairs, .labels): input checks, PNGs."""
 
 from __future__ import annotations
-
-import math
-import warnings
 
 import numpy as np
 import pytest
 
 from flowsim.data.higgs import DEFAULT_FEATURES, FEATURE_COLUMNS
 from flowsim.metrics.distances import DistanceRow, distance_table
+from flowsim.metrics.histograms import feature_edges
 from flowsim.plots import distributions as D
+from flowsim.plots import labels as L
+from flowsim.plots import pairs as P
 
 FEATURES = ["lepton_pt", "lepton_eta", "met", "m_bb", "m_wwbb"]
 
@@ -27,97 +27,15 @@ def _events(rng: np.random.Generator, n: int, scale: float = 1.0) -> np.ndarray:
 
 
 def test_feature_label_covers_all_branches():
-    assert list(D.FEATURE_LABELS) == list(FEATURE_COLUMNS)  # all 28, file order
-    assert D.feature_label("lepton_pt") == "lepton $p_T$ [a.u.]"
-    assert D.feature_label("m_bb") == r"$m_{b\bar{b}}$ [a.u.]"
-    assert D.feature_label("m_lv", unit=False) == r"$m_{\ell\nu}$"
-    assert D.feature_label("jet3_eta") == r"jet 3 $\eta$"  # dimensionless: no unit
+    assert list(L.FEATURE_LABELS) == list(FEATURE_COLUMNS)  # all 28, file order
+    assert L.feature_label("lepton_pt") == "lepton $p_T$ [a.u.]"
+    assert L.feature_label("m_bb") == r"$m_{b\bar{b}}$ [a.u.]"
+    assert L.feature_label("m_lv", unit=False) == r"$m_{\ell\nu}$"
+    assert L.feature_label("jet3_eta") == r"jet 3 $\eta$"  # dimensionless: no unit
     for name in FEATURE_COLUMNS:
         has_unit = name.endswith("_pt") or name.startswith("m_") or name == "met"
-        assert D.feature_label(name).endswith("[a.u.]") == has_unit, name
-    assert D.feature_label("some_other") == "some_other"
-
-
-# ---------------------------------------------------------------------------------------------
-# histogram and ratio numbers
-
-
-def test_normalised_hist_by_hand():
-    x = np.array([0.5, 1.5, 1.5, 2.5, 3.0, -1.0, 5.0])  # 3.0 is the closed last edge
-    edges = np.array([0.0, 1.0, 2.0, 4.0])  # unequal widths 1, 1, 2
-    h = D.normalised_hist(x, edges)
-    n = 7  # normalised to all events, the two outside included
-    np.testing.assert_allclose(h.density, [1 / n, 2 / n, 2 / (n * 2)])
-    np.testing.assert_allclose(h.error, [1 / n, math.sqrt(2) / n, math.sqrt(2) / (n * 2)])
-    assert (h.underflow, h.overflow, h.total) == (1, 1, 7.0)
-    # integral = fraction inside the binning
-    assert np.sum(h.density * np.diff(edges)) == pytest.approx(5 / 7)
-
-
-def test_normalised_hist_weighted_sqrt_sum_w2():
-    x = np.array([0.2, 0.7, 1.5, 9.0])
-    w = np.array([2.0, 3.0, 0.5, 1.0])
-    h = D.normalised_hist(x, np.array([0.0, 1.0, 2.0]), weights=w)
-    total = w.sum()  # 6.5, the overflow event's weight included
-    np.testing.assert_allclose(h.density, [5.0 / total, 0.5 / total])
-    np.testing.assert_allclose(h.error, [math.sqrt(4 + 9) / total, 0.5 / total])
-    assert h.overflow == 1 and h.total == pytest.approx(6.5)
-
-
-def test_ratio_with_errors_by_hand_and_empty_bins_nan():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no division warnings either
-        r = D.ratio_with_errors(num=[2.0, 0.0, 1.0, 0.0], num_err=[0.2, 0.0, 0.1, 0.0],
-                                den=[1.0, 4.0, 0.0, 0.0], den_err=[0.1, 0.5, 0.0, 0.0])
-    np.testing.assert_allclose(r.ratio[:2], [2.0, 0.0])
-    np.testing.assert_allclose(r.error_num[:2], [0.2, 0.0])
-    np.testing.assert_allclose(r.error_den[:2], [2.0 * 0.1 / 1.0, 0.0])
-    np.testing.assert_allclose(r.error[:2], [math.hypot(0.2, 0.2), 0.0])
-    for a in r:
-        assert np.isnan(a[2:]).all()  # empty denominator: NaN, never inf
-        assert not np.isinf(a).any()
-
-
-def test_ratio_with_errors_shape_mismatch():
-    with pytest.raises(ValueError, match="equal shapes"):
-        D.ratio_with_errors([1.0, 2.0], [0.1, 0.1], [1.0], [0.1])
-
-
-def test_compare_histograms_matches_hand_computation(rng):
-    mc = rng.normal(size=400)
-    gen = rng.normal(size=300)
-    w = rng.uniform(0.5, 1.5, 300)
-    edges = np.linspace(-2, 2, 9)
-    comp = D.compare_histograms(mc, gen, edges, weights=w)
-    n_mc, _ = np.histogram(mc, edges)
-    s_w, _ = np.histogram(gen, edges, weights=w)
-    s_w2, _ = np.histogram(gen, edges, weights=w**2)
-    width = 0.5
-    m, g = n_mc / (400 * width), s_w / (w.sum() * width)
-    sm, sg = np.sqrt(n_mc) / (400 * width), np.sqrt(s_w2) / (w.sum() * width)
-    np.testing.assert_allclose(comp.ratio.ratio, g / m)
-    np.testing.assert_allclose(comp.ratio.error, (g / m) * np.sqrt((sg / g) ** 2 + (sm / m) ** 2))
-    assert comp.mc.underflow + comp.mc.overflow == np.count_nonzero(np.abs(mc) > 2)
-
-
-def test_tail_edges_are_mc_quantiles():
-    mc = np.arange(10001.0)
-    assert D.tail_edges(mc) == (5.0, 9995.0)  # the 0.05% and 99.95% quantiles
-    rng = np.random.default_rng(3)
-    x = rng.exponential(size=5000)
-    assert D.tail_edges(x) == tuple(np.quantile(x, [0.0005, 0.9995]))
-    with pytest.raises(ValueError, match="fraction"):
-        D.tail_edges(x, fraction=1.5)
-
-
-def test_default_binning_is_wider_than_the_tail_markers(rng):
-    x = rng.exponential(size=50_000)
-    e = D.feature_edges(x)
-    lo, hi = D.tail_edges(x)
-    assert e.size == D.DEFAULT_N_BINS + 1
-    assert e[0] < lo < hi < e[-1]  # so the markers (and the tail) are inside the plot
-    np.testing.assert_allclose(D.feature_edges(x, bins=[0.0, 1.0, 3.0]), [0, 1, 3])
-    assert D.feature_edges(x, bins=10).size == 11
+        assert L.feature_label(name).endswith("[a.u.]") == has_unit, name
+    assert L.feature_label("some_other") == "some_other"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,7 +79,7 @@ def test_plot_feature_grid(tmp_path, rng, check_png, log):
     comps = D.plot_feature_grid(mc, gen, FEATURES, tmp_path / "grid.png", log=log, ncols=3)
     check_png(tmp_path / "grid.png", min_kb=60)
     assert len(comps) == len(FEATURES)
-    np.testing.assert_allclose(comps[3].edges, D.feature_edges(mc[:, 3]))
+    np.testing.assert_allclose(comps[3].edges, feature_edges(mc[:, 3]))
 
 
 @pytest.mark.parametrize(("ncols", "gen_label"), [
@@ -211,37 +129,7 @@ def test_plot_all_features(tmp_path, rng, check_png):
 
 
 # ---------------------------------------------------------------------------------------------
-# corner
-
-
-def test_average_ranks_ties():
-    np.testing.assert_allclose(D._average_ranks(np.array([3.0, 1.0, 3.0, 2.0])),
-                               [3.5, 1.0, 3.5, 2.0])
-
-
-@pytest.mark.parametrize("method", ["spearman", "pearson"])
-def test_select_pairs_finds_planted_correlation(rng, method):
-    x = rng.normal(size=(2000, 6))
-    x[:, 4] = np.exp(x[:, 1]) + 0.3 * rng.normal(size=2000)  # strong, monotone, long-tailed
-    x[:, 5] = -x[:, 2] + 1.0 * rng.normal(size=2000)  # weaker, negative
-    x[:, 3] = 7.0  # a constant column must not break anything
-    pairs = D.select_pairs(x, 2, method=method)
-    assert (pairs[0].i, pairs[0].j) == (1, 4) and pairs[0].rho > 0.6
-    assert (pairs[1].i, pairs[1].j) == (2, 5) and pairs[1].rho < -0.5
-    assert len(D.select_pairs(x, 100)) == 15  # all 6·5/2 pairs at most
-    with pytest.raises(ValueError, match="n_pairs"):
-        D.select_pairs(x, 0)
-    with pytest.raises(ValueError, match="method"):
-        D.select_pairs(x, 1, method="kendall")
-
-
-def test_hdr_levels_by_hand():
-    h = np.array([[4.0, 3.0], [2.0, 1.0]])
-    np.testing.assert_allclose(D.hdr_levels(h, [0.4, 0.7, 0.9, 1.0]), [1.0, 2.0, 3.0, 4.0])
-    np.testing.assert_allclose(D.hdr_levels(h, [0.5]), [3.0])  # 4 alone holds only 40%
-    # fractions of a larger total: 99% is out of reach of a grid holding 10 of 20 events
-    np.testing.assert_allclose(D.hdr_levels(h, [0.2, 0.99], total=20.0), [4.0])
-    assert D.hdr_levels(np.zeros((2, 2)), [0.5]).size == 0
+# feature pairs
 
 
 def test_plot_copula_pairs(tmp_path, rng, check_png):
@@ -249,23 +137,23 @@ def test_plot_copula_pairs(tmp_path, rng, check_png):
 
     mc, gen, mc_b = _events(rng, 4000), _events(rng, 4000, scale=1.3), _events(rng, 4000)
     rows = copula_pair_table(mc, gen, mc_b, FEATURES)
-    D.plot_copula_pairs(rows, FEATURES, tmp_path / "copula_pairs.png")
+    P.plot_copula_pairs(rows, FEATURES, tmp_path / "copula_pairs.png")
     check_png(tmp_path / "copula_pairs.png", min_kb=20)
     with pytest.raises(ValueError, match="not among"):
-        D.plot_copula_pairs(rows, FEATURES[:3], tmp_path / "c.png")
+        P.plot_copula_pairs(rows, FEATURES[:3], tmp_path / "c.png")
 
 
 def test_plot_corner(tmp_path, rng, check_png):
     mc, gen = _events(rng, 3000), _events(rng, 3000)
     mc[:, 4] = mc[:, 0] * 2 + 0.05 * rng.normal(size=3000)
     gen[:, 4] = gen[:, 0] * 2 + 0.05 * rng.normal(size=3000)
-    pairs = D.plot_corner(mc, gen, FEATURES, tmp_path / "corner.png", n_pairs=4,
+    pairs = P.plot_corner(mc, gen, FEATURES, tmp_path / "corner.png", n_pairs=4,
                           max_points=2000, n_bins=25)
     check_png(tmp_path / "corner.png", min_kb=40)
     assert (pairs[0].i, pairs[0].j) == (0, 4)
     assert len(pairs) == 4
     with pytest.raises(ValueError, match="at least 2 features"):
-        D.plot_corner(mc[:, :1], gen[:, :1], FEATURES[:1], tmp_path / "c.png")
+        P.plot_corner(mc[:, :1], gen[:, :1], FEATURES[:1], tmp_path / "c.png")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,4 +182,4 @@ def test_plot_distance_summary_bad_input(tmp_path):
 
 
 def test_default_features_all_have_labels():
-    assert all(D.feature_label(f) != f for f in DEFAULT_FEATURES)
+    assert all(L.feature_label(f) != f for f in DEFAULT_FEATURES)

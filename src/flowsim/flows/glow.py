@@ -6,9 +6,9 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .base import Flow, check_float, check_int
+from .base import check_float, check_int
 from .nets import ResidualMLP
-from .transforms import stack_blocks
+from .transforms import StackedFlow
 
 __all__ = ["AffineCouplingTransform", "Glow"]
 
@@ -70,7 +70,7 @@ class AffineCouplingTransform(nn.Module):
         return torch.cat([u_a, (u_b - t) * (-s).exp()], dim=-1)
 
 
-class Glow(Flow):
+class Glow(StackedFlow):
     r"""Glow-style coupling flow with a standard normal base.
 
     Each of the ``blocks`` blocks is, from data to latent, ``[batch norm] → mix → affine
@@ -103,23 +103,7 @@ class Glow(Flow):
         (torch.Size([5]), torch.Size([3, 4]))
     """
 
-    def __init__(
-        self,
-        n_features: int,
-        blocks: int = 10,
-        hidden: int = 128,
-        residual_blocks: int = 2,
-        activation: str = "relu",
-        dropout: float = 0.0,
-        batch_norm: bool = True,
-        permutation: str = "lu",
-        scale_bound: float = 3.0,
-    ):
-        check_int("n_features", n_features, minimum=2)
-        layers = stack_blocks(
-            lambda: AffineCouplingTransform(
-                n_features, hidden, residual_blocks, activation, dropout, scale_bound
-            ),
-            n_features, blocks, batch_norm, permutation, mix_first=True,
-        )  # fmt: skip
-        super().__init__(n_features, layers)
+    block = AffineCouplingTransform
+    mix_first = True
+    min_features = 2
+    defaults = {"blocks": 10, "batch_norm": True, "permutation": "lu"}

@@ -6,9 +6,9 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .base import Flow, check_float
+from .base import check_float
 from .made import ResidualMADE
-from .transforms import stack_blocks
+from .transforms import StackedFlow, stack_blocks
 
 __all__ = ["MAF", "MaskedAffineTransform", "maf_transforms"]
 
@@ -85,7 +85,7 @@ def maf_transforms(
     )  # fmt: skip
 
 
-class MAF(Flow):
+class MAF(StackedFlow):
     r"""Masked autoregressive flow with residual MADE blocks and a standard normal base.
 
     Layout (data to latent): ``MADE → [BN] → mix → MADE → … → MADE`` with ``blocks`` MADE
@@ -113,20 +113,4 @@ class MAF(Flow):
         (torch.Size([5]), torch.Size([4, 3]))
     """
 
-    def __init__(
-        self,
-        n_features: int,
-        blocks: int = 10,
-        hidden: int = 128,
-        residual_blocks: int = 2,
-        activation: str = "relu",
-        dropout: float = 0.0,
-        batch_norm: bool = False,
-        permutation: str = "reverse",
-        scale_bound: float = 3.0,
-    ):
-        layers = maf_transforms(
-            n_features, blocks, hidden, residual_blocks, activation, dropout, batch_norm,
-            permutation, scale_bound,
-        )  # fmt: skip
-        super().__init__(n_features, layers)
+    block = MaskedAffineTransform

@@ -6,10 +6,10 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .base import Flow, check_float, check_int
+from .base import check_float, check_int
 from .nets import ResidualMLP
 from .splines import rational_quadratic_spline
-from .transforms import stack_blocks
+from .transforms import StackedFlow
 
 __all__ = ["NSFCoupling", "RQSCouplingTransform"]
 
@@ -78,7 +78,7 @@ class RQSCouplingTransform(nn.Module):
         return torch.cat([u_a, x_b], dim=-1)
 
 
-class NSFCoupling(Flow):
+class NSFCoupling(StackedFlow):
     r"""Coupling neural spline flow with a standard normal base.
 
     Each of the ``blocks`` blocks is, from data to latent, ``[batch norm] → mix →
@@ -108,24 +108,7 @@ class NSFCoupling(Flow):
         (torch.Size([5]), torch.Size([3, 4]))
     """
 
-    def __init__(
-        self,
-        n_features: int,
-        blocks: int = 10,
-        bins: int = 32,
-        tail_bound: float = 5.0,
-        hidden: int = 128,
-        residual_blocks: int = 2,
-        activation: str = "relu",
-        dropout: float = 0.0,
-        batch_norm: bool = False,
-        permutation: str = "lu",
-    ):
-        check_int("n_features", n_features, minimum=2)
-        layers = stack_blocks(
-            lambda: RQSCouplingTransform(
-                n_features, bins, tail_bound, hidden, residual_blocks, activation, dropout
-            ),
-            n_features, blocks, batch_norm, permutation, mix_first=True,
-        )  # fmt: skip
-        super().__init__(n_features, layers)
+    block = RQSCouplingTransform
+    mix_first = True
+    min_features = 2
+    defaults = {"blocks": 10, "bins": 32, "batch_norm": False, "permutation": "lu"}

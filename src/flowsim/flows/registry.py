@@ -12,6 +12,7 @@ from .mademog import MADEMOG, MAFMADEMOG
 from .maf import MAF
 from .nsf_coupling import NSFCoupling
 from .rqs import RQS
+from .transforms import StackedFlow
 
 __all__ = ["FLOWS", "build_flow", "hyperparameters"]
 
@@ -35,14 +36,18 @@ def _flow_class(model: str) -> type[nn.Module]:
 def hyperparameters(model: str) -> dict[str, Any]:
     """The hyperparameters accepted by ``model`` with their defaults.
 
-    They are the keyword arguments of the family's constructor after ``n_features``; training
+    They are the keyword arguments of the family's constructor after ``n_features`` (for a
+    :class:`~flowsim.flows.transforms.StackedFlow`, its layout's and its block's); training
     settings (learning rate, batch size, ...) are not among them.
 
     Example:
         >>> hyperparameters("mademog")["activation"]
         'gelu'
     """
-    signature = inspect.signature(_flow_class(model).__init__)
+    cls = _flow_class(model)
+    if issubclass(cls, StackedFlow):
+        return cls.hyperparameters()
+    signature = inspect.signature(cls.__init__)
     return {
         name: p.default
         for name, p in signature.parameters.items()

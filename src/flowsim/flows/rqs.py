@@ -6,10 +6,10 @@ import torch  # noqa: F401  (used by the docstring example)
 import torch.nn as nn
 from torch import Tensor
 
-from .base import Flow, check_float, check_int
+from .base import check_float, check_int
 from .made import ResidualMADE
 from .splines import rational_quadratic_spline
-from .transforms import stack_blocks
+from .transforms import StackedFlow
 
 __all__ = ["MaskedRQSTransform", "RQS"]
 
@@ -69,7 +69,7 @@ class MaskedRQSTransform(nn.Module):
         return self.made.invert(u, lambda d, theta: self._spline(u[:, d], theta, inverse=True)[0])
 
 
-class RQS(Flow):
+class RQS(StackedFlow):
     r"""Autoregressive rational-quadratic spline flow with a standard normal base.
 
     Layout (data to latent): ``spline-MADE → [BN] → mix → … → spline-MADE`` with
@@ -99,23 +99,4 @@ class RQS(Flow):
         (torch.Size([5]), torch.Size([4, 3]))
     """
 
-    def __init__(
-        self,
-        n_features: int,
-        blocks: int = 10,
-        bins: int = 32,
-        tail_bound: float = 5.0,
-        hidden: int = 128,
-        residual_blocks: int = 2,
-        activation: str = "relu",
-        dropout: float = 0.0,
-        batch_norm: bool = False,
-        permutation: str = "reverse",
-    ):
-        layers = stack_blocks(
-            lambda: MaskedRQSTransform(
-                n_features, bins, tail_bound, hidden, residual_blocks, activation, dropout
-            ),
-            n_features, blocks, batch_norm, permutation,
-        )  # fmt: skip
-        super().__init__(n_features, layers)
+    block = MaskedRQSTransform

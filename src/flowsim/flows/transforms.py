@@ -7,19 +7,22 @@ the normalizing direction to :math:`(y, \log|\det \partial y / \partial x|)`, th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .base import check_bool, check_choice, check_float, check_int
+from .base import Flow, check_bool, check_choice, check_float, check_int
 
 __all__ = [
     "BatchNormTransform",
     "LULinearTransform",
     "PERMUTATIONS",
     "PermutationTransform",
+    "StackedFlow",
     "make_permutation",
     "stack_blocks",
 ]
@@ -204,3 +207,53 @@ def stack_blocks(
             layers.append(make_permutation(permutation, n_features))
         layers.append(make_block())
     return layers
+
+
+class StackedFlow(Flow):
+    r"""A flow of ``blocks`` copies of one transform in the layout of :func:`stack_blocks`, with a
+    standard normal base. A family is this flow configured, not re-coded (as zuko configures its
+    variants with ``partial``): its class sets
+
+    * ``block``, the transform of one block, built as ``block(n_features, **hyper)``;
+    * ``mix_first``, whether a mixing layer also precedes the first block (coupling flows);
+    * ``min_features``, the fewest features the family supports;
+    * ``defaults``, its defaults of ``blocks``, ``batch_norm``, ``permutation`` and of any
+      hyperparameter of ``block`` it overrides.
+
+    Its hyperparameters (:meth:`hyperparameters`) are ``blocks``, those of ``block`` and
+    ``batch_norm``, ``permutation``.
+
+    Arguments:
+        n_features: The number of features :math:`D`.
+        hyper: Hyperparameters; missing ones take the family's defaults.
+    """
+
+    block: ClassVar[Callable[..., nn.Module]]
+    mix_first: ClassVar[bool] = False
+    min_features: ClassVar[int] = 1
+    defaults: ClassVar[Mapping[str, Any]] = {"blocks": 10, "batch_norm": False, "permutation": "reverse"}
+
+    @classmethod
+    def hyperparameters(cls) -> dict[str, Any]:
+        """The family's hyperparameters with their defaults, in signature order."""
+        signature = inspect.signature(cls.block)
+        block = {name: p.default for name, p in signature.parameters.items() if name != "n_features"}
+        merged = {"blocks": None, **block, "batch_norm": None, "permutation": None}
+        return {name: cls.defaults.get(name, default) for name, default in merged.items()}
+
+    def __init__(self, n_features: int, **hyper: Any):
+        valid = self.hyperparameters()
+        unknown = sorted(set(hyper) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"unknown hyperparameter(s) {', '.join(map(repr, unknown))} for {type(self).__name__}; "
+                f"valid: {', '.join(valid)}"
+            )
+        check_int("n_features", n_features, minimum=self.min_features)
+        settings = {**valid, **hyper}
+        layout = {name: settings.pop(name) for name in ("blocks", "batch_norm", "permutation")}
+        layers = stack_blocks(
+            lambda: type(self).block(n_features, **settings), n_features, **layout, mix_first=self.mix_first
+        )
+        super().__init__(n_features, layers)
+

@@ -23,17 +23,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from flowsim.analysis.results import PointResult
-from flowsim.plots.distributions import (
-    ALT_COLOR,
-    DENSITY_LABEL,
-    GEN_COLOR,
-    MC_COLOR,
-    MC_EDGE,
-    draw_ratio_points,
-    normalised_hist,
-    ratio_with_errors,
-)  # fmt: skip
-from flowsim.plots.style import hep_style, save_figure
+from flowsim.metrics.histograms import normalised_hist, ratio_with_errors
+from flowsim.plots.distributions import draw_ratio_points
+from flowsim.plots.style import ALT_COLOR, DENSITY_LABEL, GEN_COLOR, MC_COLOR, MC_EDGE, hep_style, save_figure
 
 __all__ = [
     "LUMI_LABEL",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -21,34 +20,30 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
-from flowsim.arrays import finite_sample
+from flowsim.arrays import event_matrix, feature_names, finite_sample
 from flowsim.metrics.distances import reference_binning
+from flowsim.metrics.histograms import RatioTails, normalised_hist, ratio_tail_masks, ratio_with_errors
 from flowsim.metrics.roc import RocCurve
-from flowsim.plots.distributions import (
+from flowsim.plots.distributions import draw_ratio_points
+from flowsim.plots.labels import feature_label
+from flowsim.plots.style import (
     ALT_COLOR,
     DENSITY_LABEL,
     GEN_COLOR,
     MC_COLOR,
     MC_EDGE,
     TAIL_COLOR,
-    _as_matrix,
-    _check_features,
-    _closing,
-    draw_ratio_points,
-    feature_label,
-    normalised_hist,
-    ratio_with_errors,
-)
-from flowsim.plots.style import hep_style, save_figure
+    closing,
+    hep_style,
+    save_figure,
+)  # fmt: skip
 
 __all__ = [
-    "RatioTails",
     "format_pm",
     "plot_density_ratio",
     "plot_ratio_tails",
     "plot_roc",
     "plot_score_distributions",
-    "ratio_tail_masks",
     "thin_curve",
 ]
 
@@ -159,7 +154,7 @@ def plot_roc(
     with hep_style(), plt.rc_context({"font.size": 18}):
         fig, (ax, dax) = plt.subplots(2, 1, sharex=True, figsize=(8.5, 9.5),
                                       gridspec_kw={"height_ratios": [3, 1.2], "hspace": 0.06})
-        with _closing(fig):
+        with closing(fig):
             ax.plot([0, 1], [0, 1], color="black", lw=1, ls=":", label="random (AUC = 0.5)")
             dax.axhline(0, color="black", lw=1, ls=":")
             for curve, color, ls, label in curves:
@@ -227,7 +222,7 @@ def plot_density_ratio(
     c = np.sqrt(edges[1:] * edges[:-1])  # geometric bin centres
     with hep_style(), plt.rc_context({"font.size": 18}):
         fig, ax = plt.subplots(figsize=(9, 7.5))
-        with _closing(fig):
+        with closing(fig):
             for r, color, label, fill in ((r_mc, MC_COLOR, mc_label, True),
                                           (r_gen, GEN_COLOR, gen_label, False)):
                 counts, _ = np.histogram(r, bins=edges)
@@ -252,27 +247,6 @@ def plot_density_ratio(
             lo, hi = ax.get_ylim()
             ax.set_ylim(lo, hi * 20)  # room for the legend
             save_figure(fig, path)
-
-
-class RatioTails(NamedTuple):
-    """Boolean masks of the generated events in the low and high tails of r, and the cuts."""
-
-    low: np.ndarray
-    high: np.ndarray
-    low_cut: float
-    high_cut: float
-
-
-def ratio_tail_masks(r: np.ndarray, quantile: float) -> RatioTails:
-    """Events with r <= its ``quantile`` quantile (low) and r >= its 1 − ``quantile`` (high).
-
-    Ties at a cut are all kept, so a tail may hold slightly more than ``quantile`` of events.
-    """
-    if not 0.0 < quantile < 0.5:
-        raise ValueError(f"quantile must be in (0, 0.5), got {quantile!r}")
-    r = finite_sample(r, "r_gen")
-    lo, hi = np.quantile(r, [quantile, 1.0 - quantile])
-    return RatioTails(r <= lo, r >= hi, float(lo), float(hi))
 
 
 def plot_ratio_tails(
@@ -311,9 +285,9 @@ def plot_ratio_tails(
     Returns:
         the tail masks and cuts used.
     """
-    features = _check_features(features)
-    mc = _as_matrix(mc, "mc", features)
-    generated = _as_matrix(generated, "generated", features)
+    features = feature_names(features)
+    mc = event_matrix(mc, "mc", features)
+    generated = event_matrix(generated, "generated", features)
     r_gen = _positive_sample(r_gen, "r_gen")
     if r_gen.size != generated.shape[0]:
         raise ValueError(f"r_gen has {r_gen.size} values but generated has "
@@ -325,7 +299,7 @@ def plot_ratio_tails(
     with hep_style(), plt.rc_context({"font.size": 11, "xtick.labelsize": 9,
                                       "ytick.labelsize": 9}):
         fig = plt.figure(figsize=(4.2 * ncols, 3.4 * nrows))
-        with _closing(fig):
+        with closing(fig):
             gs = GridSpec(nrows, ncols, figure=fig, hspace=0.45, wspace=0.32)
             for j, name in enumerate(features):
                 ax = fig.add_subplot(gs[j // ncols, j % ncols])
@@ -410,7 +384,7 @@ def plot_score_distributions(
     with hep_style(), plt.rc_context({"font.size": 18}):
         fig, (ax, rax) = plt.subplots(2, 1, sharex=True, figsize=(9, 9),
                                       gridspec_kw={"height_ratios": [3, 1.3], "hspace": 0.06})
-        with _closing(fig):
+        with closing(fig):
             ax.stairs(h_mc.density, edges, fill=True, color=MC_COLOR, alpha=0.6, label=mc_label)
             ax.errorbar(c, h_mc.density, yerr=h_mc.error, fmt="none", ecolor=MC_EDGE, lw=1)
             ax.stairs(h_gen.density, edges, color=GEN_COLOR, lw=1.8, label=gen_label)

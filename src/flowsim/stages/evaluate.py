@@ -114,7 +114,8 @@ def compute_distances(
 
 def write_distances(result: Distances, outputs: DistancesOutputs) -> None:
     """The distance and copula tables, and the distribution plots."""
-    from flowsim.plots.distributions import plot_copula_pairs, plot_corner, plot_distance_summary, plot_feature_grid
+    from flowsim.plots.distributions import plot_distance_summary, plot_feature_grid
+    from flowsim.plots.pairs import plot_copula_pairs, plot_corner
 
     write_distances_tsv(outputs.table, result.rows)
     plot_distance_summary(result.rows, outputs.summary)

@@ -84,6 +84,18 @@ def test_path_source_needs_an_existing_csv(tmp_path):
         check_config(config)
 
 
+def test_the_schemas_enums_are_the_codes_lists():
+    """The schema spells out its choices for the reader; these are the lists the code acts on."""
+    from flowsim.data.higgs import FEATURE_COLUMNS
+    from flowsim.data.scaling import METHODS
+    from flowsim.flows import FLOWS
+
+    schema = yaml.safe_load(Path(SCHEMA).read_text())["properties"]
+    assert schema["flows"]["additionalProperties"]["properties"]["model"]["enum"] == list(FLOWS)
+    assert schema["features"]["items"]["enum"] == list(FEATURE_COLUMNS)
+    assert schema["scaling"]["properties"]["method"]["enum"] == list(METHODS)
+
+
 def test_symmetry_flips_only_features():
     config = default_config()
     validate(config, SCHEMA)

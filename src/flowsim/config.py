@@ -91,8 +91,9 @@ def _check_analysis(config: Mapping[str, Any]) -> None:
 def _check_flows(config: Mapping[str, Any]) -> None:
     """Each run's architecture must build: known hyperparameters with valid values, valid
     training settings and training size."""
-    from flowsim.flows.persist import size_problem
+    from flowsim.flows.peers import MissingPackageError
     from flowsim.flows.registry import build_flow, hyperparameters
+    from flowsim.model_files import size_problem
     from flowsim.runs import run_spec
 
     built: set[str] = set()  # studies repeat architectures: build each one once
@@ -113,6 +114,8 @@ def _check_flows(config: Mapping[str, Any]) -> None:
             continue
         try:
             build_flow(entry["model"], len(config["features"]), **_shrunk(entry.get("params", {})))
+        except MissingPackageError as exc:
+            raise ConfigError(f"flows.{run}.model", f"{entry['model']}: {exc}") from None
         except ValueError as exc:
             raise ConfigError(f"flows.{run}.params", str(exc)) from None
         built.add(key)

@@ -12,7 +12,8 @@ import torch
 import yaml
 
 from flowsim import io
-from flowsim.flows.persist import load_flow, read_model_file
+from flowsim.flows.persist import load_flow
+from flowsim.model_files import read_model_file
 from tests.workflow.runner import TINY_CONFIG, snakemake
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -32,7 +32,7 @@ from flowsim.analysis.selection import SCORE_BRANCH, SelectionCounts
 from flowsim.classifier import MLPClassifier, balanced_weights, fit_classifier, predict_proba
 from flowsim.data.scaling import Scaler
 from flowsim.errors import ConfigError
-from flowsim.flows.persist import build_like_stored, check_sizes, read_model_file, save_model_file
+from flowsim.model_files import build_like_stored, check_sizes, read_model_file, save_model_file
 from flowsim.training import TrainConfig, TrainResult, resolve_device
 
 __all__ = [

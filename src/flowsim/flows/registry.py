@@ -11,12 +11,13 @@ from .glow import Glow
 from .mademog import MADEMOG, MAFMADEMOG
 from .maf import MAF
 from .nsf_coupling import NSFCoupling
+from .peers import ZukoMAF, ZukoNSF, ZukoNSFCoupling
 from .rqs import RQS
 from .transforms import StackedFlow
 
-__all__ = ["FLOWS", "build_flow", "hyperparameters"]
+__all__ = ["FLOWS", "PEERS", "build_flow", "hyperparameters"]
 
-#: Flow families by config name. Tests and the config schema read this dict.
+#: Flow families by config name; the config schema's ``model`` enum is tied to it by a test.
 FLOWS: dict[str, type[nn.Module]] = {
     "glow": Glow,
     "maf": MAF,
@@ -24,7 +25,13 @@ FLOWS: dict[str, type[nn.Module]] = {
     "mafmademog": MAFMADEMOG,
     "rqs": RQS,
     "nsf_coupling": NSFCoupling,
+    # zuko's flows, the fidelity protocol's peers: they build only where zuko is installed
+    "zuko_maf": ZukoMAF,
+    "zuko_nsf": ZukoNSF,
+    "zuko_nsf_coupling": ZukoNSFCoupling,
 }
+#: The registry entries that are another library's flows, not flowsim's.
+PEERS: tuple[str, ...] = ("zuko_maf", "zuko_nsf", "zuko_nsf_coupling")
 
 
 def _flow_class(model: str) -> type[nn.Module]:
@@ -66,6 +73,8 @@ def build_flow(model: str, n_features: int, **hyper: Any) -> nn.Module:
     Raises:
         ValueError: For an unknown model (listing the valid ones), an unknown hyperparameter
             (listing the valid ones for that model) or an invalid value (naming the key).
+        MissingPackageError: For a peer (:data:`PEERS`) where zuko is not installed, with
+            the command that installs it.
 
     Example:
         >>> import torch

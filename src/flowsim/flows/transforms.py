@@ -42,7 +42,7 @@ class PermutationTransform(nn.Module):
     def __init__(self, perm: Tensor):
         super().__init__()
         perm = torch.as_tensor(perm, dtype=torch.long)
-        # meta tensors (shapes without values, persist.build_like_stored) have nothing to check
+        # meta tensors (shapes without values, model_files.build_like_stored) have nothing to check
         if perm.device.type != "meta" and not torch.equal(perm.sort().values, torch.arange(len(perm))):
             raise ValueError(
                 f"perm must be a permutation of 0..{len(perm) - 1}, got {perm.tolist()}"

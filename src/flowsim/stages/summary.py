@@ -19,9 +19,9 @@ from typing import Any
 
 from flowsim import io
 from flowsim.analysis.results import PointResult, largest_deviations
-from flowsim.flows.persist import read_model_file
 from flowsim.metrics.copula import mean_chi2_per_dof, read_copula_pairs_tsv
 from flowsim.metrics.distances import METRICS
+from flowsim.model_files import read_model_file
 from flowsim.stages import PathLike
 from flowsim.studies import (
     STUDY_SUMMARY_COLUMNS,

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""The floor a finite training set sets for the tree C2ST of fidelity.py (issue 7, fifth round),
+"""The floor a finite training set sets for the tree C2ST of the fidelity protocol (issue 7, fifth round),
 and what samplers without a flow reach on the full joint distribution (tenth round).
 
-fidelity.py's protocol and rows (default: all rows of ``../shared/data/higgs-sample.csv.gz``).
+the fidelity protocol's split and rows (default: all rows of ``../shared/data/higgs-sample.csv.gz``).
 No flow is trained. Every row is judged against test_a with the tree C2ST, ``--draws`` times,
 classifier seed k for draw k, and printed as mean ± standard error.
 
@@ -33,14 +33,38 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
-import fidelity
 import numpy as np
+import yaml
 
-from flowsim.data.scaling import Scaler
+from flowsim.data.higgs import FEATURE_COLUMNS
+from flowsim.data.reader import read_higgs
+from flowsim.data.scaling import Scaler, fit_scaler
+from flowsim.data.splits import SplitFractions, split_indices
 from flowsim.metrics.c2st import tree_two_sample_test, with_marginals_of
 
 Draw = Callable[[np.random.Generator], np.ndarray]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def background_splits(path: str, rows: int) -> dict[str, np.ndarray]:
+    """The background of the first ``rows`` rows, split as the paper (seed 42: 40% train, 10%
+    val, 25% test_a, 25% test_b), on the default features."""
+    background = read_higgs(path, max_rows=rows).background
+    columns = [FEATURE_COLUMNS.index(f) for f in CONFIG["features"]]
+    parts = split_indices(len(background), seed=42, label=0, fractions=SplitFractions())
+    return {name: background[index][:, columns] for name, index in parts.items()}
+
+
+def fit_protocol_scaler(train: np.ndarray, **options) -> Scaler:
+    """The default Gauss-rank scaling, with the odd maps of ``symmetry.flip_signs``, fitted on
+    ``train``; ``options`` go to ``fit_scaler`` (e.g. ``max_knots``)."""
+    flip = CONFIG.get("symmetry", {}).get("flip_signs", [])
+    return fit_scaler(train, CONFIG["features"], "gauss_rank", odd=flip, **options)
 
 
 def without_replacement(train: np.ndarray, n: int) -> Draw:
@@ -68,7 +92,7 @@ def donors(data: dict, scaler, max_knots: Iterable[int] = ()) -> dict[str, Draw]
         "test_b itself (the null)": lambda rng: data["test_b"],
         "N(0, 1) through the inverse scaling": through_inverse(scaler, shape),
         **{f"N(0, 1) through a scaling of at most {k:,} knots":
-           through_inverse(fidelity.fit_protocol_scaler(train, max_knots=k), shape) for k in max_knots},
+           through_inverse(fit_protocol_scaler(train, max_knots=k), shape) for k in max_knots},
         f"the {len(train):,} training events, with replacement": resampled(len(train)),
         f"{len(train) // 2:,} training events, with replacement": resampled(len(train) // 2),
         f"{len(train) // 4:,} training events, with replacement": resampled(len(train) // 4),
@@ -113,15 +137,15 @@ def judged(reference: np.ndarray, draw: Draw, draws: int, compose: Callable[[np.
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--csv", default=str(fidelity.ROOT.parent / "shared" / "data" / "higgs-sample.csv.gz"))
+    parser.add_argument("--csv", default=str(ROOT.parent / "shared" / "data" / "higgs-sample.csv.gz"))
     parser.add_argument("--rows", type=int, default=218_291)
     parser.add_argument("--draws", type=int, default=8)
     parser.add_argument("--bandwidths", type=float, nargs="*", default=[0.02, 0.05, 0.1, 0.2])
     parser.add_argument("--max-knots", type=int, nargs="*", default=[],
                         help="also the floor through scalings thinned to these many knots (default 10,000)")
     options = parser.parse_args()
-    data = fidelity.background_splits(options.csv, 0, options.rows)
-    scaler = fidelity.fit_protocol_scaler(data["train"])
+    data = background_splits(options.csv, options.rows)
+    scaler = fit_protocol_scaler(data["train"])
     print(f"train {len(data['train'])}, test_a {len(data['test_a'])}, test_b {len(data['test_b'])}; "
           f"{options.draws} draws per row\n")  # fmt: skip
     print("| test_b's copula with the marginals of | tree C2ST AUC |\n|---|---|")

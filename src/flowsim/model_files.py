@@ -76,7 +76,8 @@ def size_problem(sizes: Mapping[str, Any]) -> str | None:
         bound = SIZE_BOUNDS[key]
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= bound:
             return f"{key} = {value!r} is not an integer between 0 and {bound}"
-    depth = sizes.get("residual_blocks", 1) + 1 if "residual_blocks" in sizes else sizes.get("layers", 1)
+    # network depth per block: zuko's hidden layers, or flowsim's residual blocks + the input layer
+    depth = sizes["layers"] if "layers" in sizes else sizes.get("residual_blocks", 1) + 1
     layers = sizes.get("blocks", 1) * depth
     if layers > MAX_LAYERS:
         return f"blocks x (residual_blocks + 1) = {layers} layers, more than {MAX_LAYERS}"

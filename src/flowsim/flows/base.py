@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -19,6 +21,7 @@ __all__ = [
     "check_choice",
     "check_float",
     "check_int",
+    "check_known",
     "eval_mode",
     "invert_transforms",
     "standard_normal_log_prob",
@@ -70,6 +73,13 @@ class DensityModel(nn.Module):
     def __init__(self, n_features: int):
         super().__init__()
         self.n_features = check_int("n_features", n_features)
+
+    @classmethod
+    def hyperparameters(cls) -> dict[str, Any]:
+        """The family's hyperparameters with their defaults: the keyword arguments of its
+        constructor after ``n_features``."""
+        signature = inspect.signature(cls.__init__)
+        return {name: p.default for name, p in signature.parameters.items() if name not in ("self", "n_features")}
 
     def _reference(self) -> Tensor:
         # Sampling follows the device and dtype of the parameters: nothing is hard-coded.
@@ -197,6 +207,17 @@ class Flow(DensityModel):
 
 # Argument checks. They raise ValueError (not assert, which ``python -O`` strips) and always name
 # the offending key, because the values usually come from a YAML config.
+
+
+def check_known(owner: str, given: Iterable[str], valid: Iterable[str]) -> None:
+    """Raise ValueError naming the hyperparameters in ``given`` that ``owner`` does not take,
+    and the ``valid`` ones."""
+    valid = list(valid)
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"unknown hyperparameter(s) {', '.join(map(repr, unknown))} for {owner}; valid: {', '.join(valid)}"
+        )
 
 
 def check_int(name: str, value: object, *, minimum: int = 1) -> int:

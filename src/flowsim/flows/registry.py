@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch.nn as nn
 
+from .base import DensityModel, check_known
 from .glow import Glow
 from .mademog import MADEMOG, MAFMADEMOG
 from .maf import MAF
 from .nsf_coupling import NSFCoupling
 from .peers import ZukoMAF, ZukoNSF, ZukoNSFCoupling
 from .rqs import RQS
-from .transforms import StackedFlow
 
 __all__ = ["FLOWS", "PEERS", "build_flow", "hyperparameters"]
 
 #: Flow families by config name; the config schema's ``model`` enum is tied to it by a test.
-FLOWS: dict[str, type[nn.Module]] = {
+FLOWS: dict[str, type[DensityModel]] = {
     "glow": Glow,
     "maf": MAF,
     "mademog": MADEMOG,
@@ -34,7 +33,7 @@ FLOWS: dict[str, type[nn.Module]] = {
 PEERS: tuple[str, ...] = ("zuko_maf", "zuko_nsf", "zuko_nsf_coupling")
 
 
-def _flow_class(model: str) -> type[nn.Module]:
+def _flow_class(model: str) -> type[DensityModel]:
     if model not in FLOWS:
         raise ValueError(f"unknown flow model {model!r}; valid models: {', '.join(FLOWS)}")
     return FLOWS[model]
@@ -51,15 +50,7 @@ def hyperparameters(model: str) -> dict[str, Any]:
         >>> hyperparameters("mademog")["activation"]
         'gelu'
     """
-    cls = _flow_class(model)
-    if issubclass(cls, StackedFlow):
-        return cls.hyperparameters()
-    signature = inspect.signature(cls.__init__)
-    return {
-        name: p.default
-        for name, p in signature.parameters.items()
-        if name not in ("self", "n_features")
-    }
+    return _flow_class(model).hyperparameters()
 
 
 def build_flow(model: str, n_features: int, **hyper: Any) -> nn.Module:
@@ -83,11 +74,5 @@ def build_flow(model: str, n_features: int, **hyper: Any) -> nn.Module:
         torch.Size([4])
     """
     cls = _flow_class(model)
-    valid = hyperparameters(model)
-    unknown = sorted(set(hyper) - set(valid))
-    if unknown:
-        raise ValueError(
-            f"unknown hyperparameter(s) {', '.join(map(repr, unknown))} for flow {model!r}; "
-            f"valid: {', '.join(valid)}"
-        )
+    check_known(f"flow {model!r}", hyper, cls.hyperparameters())
     return cls(n_features, **hyper)

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .base import Flow, check_bool, check_choice, check_float, check_int
+from .base import Flow, check_bool, check_choice, check_float, check_int, check_known
 
 __all__ = [
     "BatchNormTransform",
@@ -243,12 +243,7 @@ class StackedFlow(Flow):
 
     def __init__(self, n_features: int, **hyper: Any):
         valid = self.hyperparameters()
-        unknown = sorted(set(hyper) - set(valid))
-        if unknown:
-            raise ValueError(
-                f"unknown hyperparameter(s) {', '.join(map(repr, unknown))} for {type(self).__name__}; "
-                f"valid: {', '.join(valid)}"
-            )
+        check_known(type(self).__name__, hyper, valid)
         check_int("n_features", n_features, minimum=self.min_features)
         settings = {**valid, **hyper}
         layout = {name: settings.pop(name) for name in ("blocks", "batch_norm", "permutation")}

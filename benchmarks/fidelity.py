@@ -23,6 +23,7 @@ from pathlib import Path
 
 from flowsim import io
 from flowsim.flows.registry import PEERS
+from flowsim.studies import mean_std
 
 ROOT = Path(__file__).resolve().parents[1]
 #: (column of summary.tsv without _mean/_std, heading, format)
@@ -34,17 +35,6 @@ SUMMARY_COLUMNS = (
 )
 #: (column of points.tsv, heading, format): averaged here over the seeds
 POINT_COLUMNS = (("us_per_event", "µs/event", ".1f"),)
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (NaN for one value) of the finite ``values``."""
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return math.nan, math.nan
-    mean = math.fsum(finite) / len(finite)
-    if len(finite) < 2:
-        return mean, math.nan
-    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
 
 
 def cell(mean: float, std: float, fmt: str) -> str:

@@ -33,6 +33,7 @@ __all__ = [
     "TRAIN_EVENTS",
     "Study",
     "StudyPoint",
+    "mean_std",
     "parse_studies",
     "plot_positions",
     "study_runs",
@@ -219,13 +220,14 @@ def summarise_points(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "copula_chi2_dof_baseline": first["copula_chi2_dof_baseline"],
         }  # fmt: skip
         for metric in SUMMARY_METRICS:
-            mean, std = _mean_std([float(row[metric]) for row in group])
+            mean, std = mean_std([float(row[metric]) for row in group])
             out[f"{metric}_mean"], out[f"{metric}_std"] = mean, std
         table.append(out)
     return table
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (``n − 1``; NaN for a single value) of ``values``."""
     n = len(values)
     mean = math.fsum(values) / n
     if n < 2:

@@ -14,6 +14,7 @@ from snakemake.utils import update_config, validate
 from flowsim.config import check_config, merge_config
 from flowsim.data.higgs import DEFAULT_FEATURES
 from flowsim.errors import ConfigError
+from flowsim.settings import parse_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
@@ -105,23 +106,26 @@ def test_symmetry_flips_only_features():
         check_config(config)
 
 
-@pytest.mark.parametrize(
-    "overlay", sorted((ROOT / "benchmarks").glob("fidelity-*.yaml")), ids=lambda path: path.stem
+# config/paper.yaml stands alone (test_paper_config); config/fidelity.yaml needs a data file and zuko
+# (tests/test_fidelity_table.py)
+OVERLAYS = sorted(
+    p for p in (ROOT / "config").glob("*.yaml") if p.name not in ("config.yaml", "paper.yaml", "fidelity.yaml")
 )
-def test_fidelity_overlays_are_valid_configs(overlay):
-    """benchmarks/fidelity.py merges these over the default: a typo must fail here, not on a GPU."""
-    extra = yaml.safe_load(overlay.read_text())
-    extra.pop("peers", None)  # the zuko peers' sizes, not workflow configuration
-    config = merge_config(default_config(), extra)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda path: path.stem)
+def test_config_overlays_are_valid_configs(overlay):
+    """The overlays of config/ merge over the default (--configfile): a typo must fail here, not on a GPU."""
+    assert OVERLAYS, "config/ holds no overlay"
+    config = merge_config(default_config(), yaml.safe_load(overlay.read_text()))
     validate(config, SCHEMA)
-    check_config(config)
+    parse_settings(config)
 
 
 @pytest.mark.parametrize(
     "overlay",
     [
-        *(pytest.param(yaml.safe_load(path.read_text()), id=path.stem)
-          for path in sorted((ROOT / "benchmarks").glob("fidelity-*.yaml"))),
+        *(pytest.param(yaml.safe_load(path.read_text()), id=path.stem) for path in OVERLAYS),
         pytest.param({"flows": {"rqs": {"params": {"bins": 16}, "training": {"max_epochs": 3}}},
                       "features": ["m_bb"]}, id="one-parameter-of-a-run"),
         pytest.param({"analysis": {"lumi_fb": [1.0, 2.0]}, "c2st": 3}, id="values-over-mappings"),
@@ -146,8 +150,11 @@ def test_merged_config_shares_no_mutable_state_with_its_inputs():
 def test_paper_config_is_valid():
     config = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
     validate(config, SCHEMA)
-    check_config(config)
+    settings = parse_settings(config)
     assert config["flows"]["mademog"]["params"]["hidden"] == 2048
+    assert {run: len(members) for run, members in settings.ensembles.items()} == {
+        "glow": 10, "maf": 10, "mafmademog": 10, "rqs": 10, "nsf_coupling": 10, "mademog": 5,
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(

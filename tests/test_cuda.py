@@ -95,6 +95,32 @@ def test_generate_to_root_on_cuda(tmp_path):
     assert list(events) == list(FEATURES) and len(events["a"]) == report.n_written
 
 
+def test_templates_fill_on_cuda_as_from_the_stored_sample(tmp_path):
+    """fill_templates' path on a GPU: the events, the scores and the histograms of one chunk
+    stream agree with the stored sample scored on the same device."""
+    from flowsim.analysis.filling import fill_from_chunks
+    from flowsim.analysis.selection import read_selected
+    from flowsim.analysis.signal_classifier import score_file
+    from flowsim.analysis.templates import make_template, uniform_edges
+    from flowsim.classifier import MLPClassifier
+    from flowsim.sampling import GeneratedChunks
+
+    x = correlated_gaussian(5000, 4)
+    scaler = fit_scaler(x, FEATURES, "gauss_rank")
+    flow = small_flow("maf").to("cuda").eval()
+    classifier = MLPClassifier(3, hidden=8, residual_blocks=1).to("cuda").eval()
+    events, scores = tmp_path / "gen.root", tmp_path / "scores.root"
+    generate_to_root(flow, scaler, 30_000, events, chunk_size=10_000, seed=2)
+    score_file(classifier, scaler, events, scores, cut=0.3, chunk_size=10_000)
+    edges = {"score": uniform_edges(0.3, 1.0, 10), "b": uniform_edges(-3.0, 3.0, 10)}
+    chunks = GeneratedChunks(flow, scaler, 30_000, chunk_size=10_000, seed=2)
+    filled = fill_from_chunks(chunks, classifier, scaler, cut=0.3, edges=edges)
+    assert filled.device.startswith("cuda")
+    for name, e in edges.items():
+        stored = make_template(*read_selected([(events, scores)], name, 0.3), e)
+        np.testing.assert_array_equal(filled.histograms[name].counts, stored.counts)
+
+
 def test_classifier_trains_on_cuda():
     rng = np.random.default_rng(5)
     x = np.concatenate([rng.normal(0, 1, (3000, 3)), rng.normal(0.7, 1, (3000, 3))]).astype(np.float32)

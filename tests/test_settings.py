@@ -8,6 +8,7 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from snakemake.utils import validate
@@ -19,7 +20,7 @@ from flowsim.errors import ConfigError
 from flowsim.metrics.c2st import C2STSettings
 from flowsim.reweighting import TREE_DEFAULTS, ReweightSettings
 from flowsim.runs import RunSpec
-from flowsim.settings import parse_settings, two_sample_device
+from flowsim.settings import WorkflowSettings, parse_settings, two_sample_device
 from flowsim.studies import Study
 from flowsim.training import TrainConfig
 
@@ -48,7 +49,7 @@ def test_runs_and_study_runs_are_typed_and_the_config_is_left_alone():
     assert config == before  # studies no longer write their runs into config["flows"]
     assert list(settings.runs) == list(config["flows"])
     assert set(settings.runs).isdisjoint(settings.study_runs)
-    assert settings.all_runs == [*config["flows"], *settings.study_runs]
+    assert settings.all_runs == [*config["flows"], *settings.study_runs, *settings.member_runs]
     for name in settings.all_runs:
         spec = settings.run(name)
         assert isinstance(spec, RunSpec) and spec.name == name
@@ -88,6 +89,8 @@ def test_the_schemas_defaults_are_those_of_the_typed_settings():
     section = _schema_defaults(analysis)
     del section["classifier"]
     assert AnalysisConfig.from_mapping(section) == AnalysisConfig()
+    default = WorkflowSettings.__dataclass_fields__["n_template_events"].default
+    assert section["n_template_events"] == default
 
 
 def _numbers(text: str) -> dict[str, float]:
@@ -123,3 +126,69 @@ def test_typed_settings_are_frozen():
     with pytest.raises(TypeError):
         settings.runs["x"] = None  # type: ignore[index]
     assert {f.name for f in fields(settings)} >= {"runs", "study_runs", "studies", "analysis"}
+
+
+def _with_ensemble(ensemble: dict, **analysis) -> dict:
+    config = _validated()
+    config["flows"] = {
+        "small": {"model": "maf", "params": {"blocks": 2}, "ensemble": ensemble},
+        "other": {"model": "glow"},
+    }
+    config["analysis"] = {**config["analysis"], **analysis}
+    validate(config, str(SCHEMA_PATH))
+    return config
+
+
+def test_an_ensemble_expands_into_member_runs_with_their_own_seeds_and_replicas():
+    settings = parse_settings(_with_ensemble({"members": 3}))
+    names = ("small.member1", "small.member2", "small.member3")
+    assert tuple(settings.member_runs) == names == settings.ensembles["small"]
+    assert settings.template_runs("small") == names and settings.template_runs("other") == ("other",)
+    base = settings.run("small")
+    for k, name in enumerate(names, start=1):
+        member = settings.run(name)
+        assert member.training.seed == base.training.seed + k and member.bootstrap
+        assert (member.model, member.params) == (base.model, base.params)
+        again = RunSpec.from_training_params(name, member.training_params())
+        assert again.bootstrap and again.training == member.training
+    assert not base.bootstrap and "bootstrap" not in base.training_params()  # other runs' params unchanged
+    assert set(names) <= set(settings.all_runs) and set(names).isdisjoint(settings.runs)
+    seeded = parse_settings(_with_ensemble({"members": 2, "bootstrap": False}))
+    assert not any(spec.bootstrap for spec in seeded.member_runs.values())
+
+
+def test_ensemble_and_template_settings_errors_name_the_key():
+    config = _with_ensemble({"members": 2})
+    config["flows"]["small.member1"] = {"model": "maf"}
+    with pytest.raises(ConfigError, match=r"flows\.small\.member1.*ensemble member"):
+        parse_settings(config)
+    with pytest.raises(Exception, match="minimum"):
+        _with_ensemble({"members": 1})  # the schema: one member has no spread
+    with pytest.raises(ConfigError, match="analysis.n_template_events"):
+        parse_settings({**_with_ensemble({"members": 2}), "analysis": {"n_template_events": "0x"}})
+
+
+def test_bootstrap_multiplicities_are_poisson_one_and_seeded():
+    from flowsim.runs import bootstrap_multiplicities
+
+    a, b = bootstrap_multiplicities(200_000, 3), bootstrap_multiplicities(200_000, 3)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, bootstrap_multiplicities(200_000, 4))
+    # Poisson(1): mean 1, variance 1, P(0) = 1/e, within a few standard errors
+    assert abs(a.mean() - 1) < 4 * np.sqrt(1 / a.size) and abs(a.var() - 1) < 0.02
+    assert abs(np.mean(a == 0) - np.exp(-1)) < 4 * np.sqrt(np.exp(-1) * (1 - np.exp(-1)) / a.size)
+
+
+def test_a_bayesian_runs_ensemble_may_be_draws_of_its_weights():
+    config = _with_ensemble({"members": 3, "weight_draws": True})
+    config["flows"]["small"]["params"]["bayesian"] = {}
+    settings = parse_settings(config)
+    draws = ("small.draw1", "small.draw2", "small.draw3")
+    assert settings.ensembles["small"] == draws == tuple(settings.member_runs)
+    assert [settings.weight_draw(d) for d in draws] == [1, 2, 3] and settings.weight_draw("small") is None
+    assert {settings.trained_run(d) for d in draws} == {"small"} and settings.trained_run("other") == "other"
+    with pytest.raises(ConfigError, match=r"flows\.small\.ensemble\.weight_draws.*params\.bayesian"):
+        parse_settings(_with_ensemble({"members": 3, "weight_draws": True}))
+    config["flows"]["small"]["ensemble"]["bootstrap"] = True
+    with pytest.raises(ConfigError, match=r"flows\.small\.ensemble\.bootstrap"):
+        parse_settings(config)

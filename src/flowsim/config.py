@@ -92,14 +92,14 @@ def _check_flows(config: Mapping[str, Any]) -> None:
     """Each run's architecture must build: known hyperparameters with valid values, valid
     training settings and training size."""
     from flowsim.flows.peers import MissingPackageError
-    from flowsim.flows.registry import build_flow, hyperparameters
+    from flowsim.flows.registry import accepted_params, build_flow
     from flowsim.model_files import size_problem
     from flowsim.runs import run_spec
 
     built: set[str] = set()  # studies repeat architectures: build each one once
     for run, entry in config.get("flows", {}).items():
         run_spec(config, run)  # training settings
-        valid = hyperparameters(entry["model"])
+        valid = accepted_params(entry["model"])
         for key in entry.get("params", {}):
             if key not in valid:
                 raise ConfigError(

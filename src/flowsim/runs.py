@@ -4,19 +4,38 @@ A run's training settings are the :class:`~flowsim.training.TrainConfig` default
 the shared ``training`` section, updated by the run's own ``training`` section; its number of
 generated events is the run's ``n_generated`` or the shared ``sampling.n_generated``; its
 ``train_events`` (default: all) caps the background training split, for training-size studies.
+
+A run may declare an ``ensemble``: :func:`ensemble_members` expands it into K member runs
+``{run}.member1`` ... ``{run}.memberK``, ordinary runs that differ from it by their training
+seed (the run's seed + k) and, with ``bootstrap``, by training on a bootstrap replica of the
+training split (:func:`bootstrap_multiplicities`). A Bayesian run's ensemble may instead be K
+draws of its weights (``weight_draws``, :func:`weight_draw_members`): ``{run}.draw1`` ...,
+one training.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
+
+import numpy as np
 
 from flowsim.errors import ConfigError
 from flowsim.training import TrainConfig
 
-__all__ = ["RunSpec", "n_generated_events", "run_spec", "training_settings"]
+__all__ = [
+    "RunSpec",
+    "bootstrap_multiplicities",
+    "draw_name",
+    "ensemble_members",
+    "member_name",
+    "n_generated_events",
+    "run_spec",
+    "training_settings",
+    "weight_draw_members",
+]
 
 
 @dataclass(frozen=True)
@@ -29,16 +48,21 @@ class RunSpec:
     training: TrainConfig
     n_generated: int | str
     train_events: int | None = None
+    bootstrap: bool = False
 
     def training_params(self) -> dict[str, Any]:
         """What training the run depends on, as plain values (Snakemake params compare plain
-        values only; its number of generated events is not among them)."""
-        return {
+        values only; its number of generated events is not among them). ``bootstrap`` appears
+        only when set, so the params of every other run stay what they were."""
+        values = {
             "model": self.model,
             "params": dict(self.params),
             "training": asdict(self.training),
             "train_events": self.train_events,
         }
+        if self.bootstrap:
+            values["bootstrap"] = True
+        return values
 
     @classmethod
     def from_training_params(cls, name: str, values: Mapping[str, Any]) -> RunSpec:
@@ -50,6 +74,7 @@ class RunSpec:
             TrainConfig(**values["training"]),
             "1x",
             values["train_events"],
+            bool(values.get("bootstrap", False)),
         )
 
 
@@ -115,3 +140,62 @@ def n_generated_events(n_generated: int | str, n_reference: int) -> int:
 
 def _is_positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def member_name(run: str, k: int) -> str:
+    """The name of member ``k`` (1-based) of run ``run``'s ensemble."""
+    return f"{run}.member{k}"
+
+
+def draw_name(run: str, k: int) -> str:
+    """The name of weight draw ``k`` (1-based) of run ``run``'s Bayesian flow."""
+    return f"{run}.draw{k}"
+
+
+def weight_draw_members(spec: RunSpec, members: int) -> dict[str, RunSpec]:
+    """The ``members`` weight draws of a Bayesian run: the run itself under the names of
+    :func:`draw_name` (one training; each draw fills its own templates).
+
+    Raises:
+        ConfigError: fewer than two members, or a run whose flow is not Bayesian.
+    """
+    key = f"flows.{spec.name}.ensemble"
+    if isinstance(members, bool) or not isinstance(members, int) or members < 2:
+        raise ConfigError(f"{key}.members", f"expected an integer of at least 2, got {members!r}")
+    if spec.params.get("bayesian") is None:
+        raise ConfigError(
+            f"{key}.weight_draws",
+            f"weight draws need a Bayesian flow: set flows.{spec.name}.params.bayesian (e.g. {{}})",
+        )
+    return {draw_name(spec.name, k): replace(spec, name=draw_name(spec.name, k)) for k in range(1, members + 1)}
+
+
+def ensemble_members(spec: RunSpec, members: int, *, bootstrap: bool = True) -> dict[str, RunSpec]:
+    """The ``members`` runs of ``spec``'s ensemble: member k trains with seed ``seed + k`` and,
+    with ``bootstrap``, on a bootstrap replica of the training split.
+
+    Raises:
+        ConfigError: fewer than two members (one member has no spread).
+    """
+    if isinstance(members, bool) or not isinstance(members, int) or members < 2:
+        raise ConfigError(
+            f"flows.{spec.name}.ensemble.members", f"expected an integer of at least 2, got {members!r}"
+        )
+    return {
+        member_name(spec.name, k): replace(
+            spec, name=member_name(spec.name, k),
+            training=replace(spec.training, seed=spec.training.seed + k), bootstrap=bool(bootstrap),
+        )  # fmt: skip
+        for k in range(1, members + 1)
+    }
+
+
+def bootstrap_multiplicities(n: int, seed: int) -> np.ndarray:
+    r"""How often each of ``n`` training events enters a bootstrap replica: Poisson(1) draws.
+
+    The Poisson bootstrap (each event's multiplicity :math:`k_i \sim \mathrm{Pois}(1)`
+    independently) is the large-``n`` limit of drawing ``n`` events with replacement, and it
+    lets every event's weight be drawn on its own. The generator is seeded with
+    ``(seed, 0xB007)``, a stream apart from the training's own ``seed``.
+    """
+    return np.random.default_rng([int(seed), 0xB007]).poisson(1.0, size=int(n))

@@ -15,14 +15,14 @@ job scripts rebuild the typed object from them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from flowsim.analysis.config import AnalysisConfig
 from flowsim.config import check_config
 from flowsim.errors import ConfigError
-from flowsim.runs import RunSpec, run_spec
+from flowsim.runs import RunSpec, ensemble_members, n_generated_events, run_spec, weight_draw_members
 from flowsim.studies import Study, parse_studies, study_runs
 
 __all__ = ["WorkflowSettings", "parse_settings", "two_sample_device"]
@@ -38,7 +38,13 @@ class WorkflowSettings:
         study_runs: The runs that ``studies`` expand into: trained, sampled and evaluated like
             them, and collected per study instead.
         studies: The studies by name.
+        member_runs: The members of the runs that declare an ``ensemble``
+            (:func:`~flowsim.runs.ensemble_members`): trained and filled into templates only.
+        ensembles: Run of ``flows`` -> the names of its members (runs without an ensemble: none).
+        weight_draws: Member that is a weight draw of a Bayesian run -> (that run, draw 1..K).
         analysis: The ``analysis`` section (without its classifier).
+        n_template_events: ``analysis.n_template_events``: events per template filling (a
+            number, or ``"Nx"`` of MC background test_a).
         classifier_device: The device of the signal classifier (``analysis.classifier.training.device``).
     """
 
@@ -47,19 +53,36 @@ class WorkflowSettings:
     studies: Mapping[str, Study]
     analysis: AnalysisConfig
     classifier_device: str
+    member_runs: Mapping[str, RunSpec] = field(default_factory=lambda: MappingProxyType({}))
+    ensembles: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    weight_draws: Mapping[str, tuple[str, int]] = field(default_factory=lambda: MappingProxyType({}))
+    n_template_events: int | str = "20x"
 
     @property
     def all_runs(self) -> list[str]:
-        """Every run the workflow can train: those of ``flows``, then those of the studies."""
-        return [*self.runs, *self.study_runs]
+        """Every run the workflow can train: those of ``flows``, of the studies, the ensemble members."""
+        return [*self.runs, *self.study_runs, *self.member_runs]
 
     def run(self, name: str) -> RunSpec:
-        """The run ``name`` of ``flows`` or of a study."""
-        if name in self.runs:
-            return self.runs[name]
-        if name in self.study_runs:
-            return self.study_runs[name]
+        """The run ``name`` of ``flows``, of a study or of an ensemble."""
+        for runs in (self.runs, self.study_runs, self.member_runs):
+            if name in runs:
+                return runs[name]
         raise ConfigError(f"flows.{name}", f"no such run; runs: {sorted(self.all_runs)}")
+
+    def template_runs(self, name: str) -> tuple[str, ...]:
+        """The runs whose templates make run ``name``'s ML prediction: its ensemble members,
+        or the run itself when it has none."""
+        return self.ensembles.get(name) or (name,)
+
+    def trained_run(self, name: str) -> str:
+        """The run whose model file run ``name`` samples: itself, or the Bayesian run it is a
+        weight draw of."""
+        return self.weight_draws[name][0] if name in self.weight_draws else name
+
+    def weight_draw(self, name: str) -> int | None:
+        """The weight draw (1..K) that run ``name`` samples, or None (the flow as trained)."""
+        return self.weight_draws[name][1] if name in self.weight_draws else None
 
 
 def two_sample_device(section: Mapping[str, Any]) -> str:
@@ -83,12 +106,52 @@ def parse_settings(config: Mapping[str, Any]) -> WorkflowSettings:
     studies = parse_studies(config)
     expanded = {**config, "flows": study_runs(config, studies)}
     study_specs = {name: run_spec(expanded, name) for name in expanded["flows"]}
+    members, ensembles, draws = _ensembles(config, runs)
+    taken = sorted(set(members) & (set(runs) | set(study_specs)))
+    if taken:
+        raise ConfigError(f"flows.{taken[0]}", "is the name of an ensemble member; rename the run")
     section = config.get("analysis", {})
     classifier = ClassifierSettings.from_mapping(section.get("classifier", {}))
+    n_template_events = section.get("n_template_events", "20x")
+    try:
+        n_generated_events(n_template_events, 1)
+    except ConfigError as exc:
+        raise ConfigError("analysis.n_template_events", exc.problem) from None
     return WorkflowSettings(
         runs=MappingProxyType(runs),
         study_runs=MappingProxyType(study_specs),
         studies=MappingProxyType(studies),
         analysis=AnalysisConfig.from_mapping(section),
         classifier_device=classifier.train_config().device,
+        member_runs=MappingProxyType(members),
+        ensembles=MappingProxyType(ensembles),
+        weight_draws=MappingProxyType(draws),
+        n_template_events=n_template_events,
     )
+
+
+def _ensembles(
+    config: Mapping[str, Any], runs: Mapping[str, RunSpec]
+) -> tuple[dict[str, RunSpec], dict[str, tuple[str, ...]], dict[str, tuple[str, int]]]:
+    """The member runs of every run of ``flows`` with an ``ensemble``, each run's members, and
+    which members are weight draws of which run."""
+    members: dict[str, RunSpec] = {}
+    ensembles: dict[str, tuple[str, ...]] = {}
+    draws: dict[str, tuple[str, int]] = {}
+    for name, spec in runs.items():
+        ensemble = config["flows"][name].get("ensemble")
+        if not ensemble:
+            continue
+        if ensemble.get("weight_draws", False):
+            if ensemble.get("bootstrap", False):
+                raise ConfigError(
+                    f"flows.{name}.ensemble.bootstrap",
+                    "weight draws come from one training; a bootstrap needs one training per member",
+                )
+            own = weight_draw_members(spec, ensemble.get("members"))
+            draws.update({member: (name, k) for k, member in enumerate(own, start=1)})
+        else:
+            own = ensemble_members(spec, ensemble.get("members"), bootstrap=ensemble.get("bootstrap", True))
+        members.update(own)
+        ensembles[name] = tuple(own)
+    return members, ensembles, draws

@@ -211,3 +211,47 @@ def test_pyhf_reproduces_limits_above_the_papers_bound_from_the_workspace(weak_s
         observed, expected = pyhf.infer.intervals.upper_limits.upper_limit(data, model, rtol=1e-4)
     assert point.ul_obs == pytest.approx(float(observed), rel=2e-3)
     np.testing.assert_allclose(point.limits[1:], np.asarray(expected, float), rtol=2e-3)
+
+
+def _resampled(template: Template, seed: int) -> Template:
+    """Another 'member': the template's counts redrawn (a flow trained on another replica)."""
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(template.counts * rng.normal(1.0, 0.08, template.n_bins).clip(0.5))
+    return Template(template.edges, counts, template.n_total)
+
+
+def test_an_ensemble_of_identical_members_adds_nothing_to_the_fit(samples):
+    from flowsim.analysis.templates import EnsembleTemplate
+
+    config = AnalysisConfig(lumi_fb=(10.0, 1000.0, 3), alphas=(0.01,), observables={"m_bb": (0.0, 3.0)}, n_bins=6)
+    ensemble = EnsembleTemplate((samples.ml,) * 3)
+    mc, ml, surrogate = scan_observable(
+        samples.signal, samples.test_a, {"mc": samples.test_b, "ml": ensemble}, config=config, observable="m_bb"
+    )
+    assert (mc.background, ml.background, surrogate.background) == ("mc", "ml", "ml_surrogate")
+    # the same numbers as today's fit of the pooled template, and no surrogate modifier
+    alone = scan_luminosity(samples.signal, samples.test_a, ensemble.pooled, alpha=0.01, background="ml",
+                            lumis=config.lumis())  # fmt: skip
+    for a, b, c in zip(alone.points, ml.points, surrogate.points, strict=True):
+        assert a._replace(background="x") == b._replace(background="x") == c._replace(background="x")
+    assert surrogate.workspaces == ml.workspaces == alone.workspaces
+
+
+def test_the_surrogate_uncertainty_of_a_spread_ensemble_weakens_the_expected_limits(samples):
+    from flowsim.analysis.templates import EnsembleTemplate
+
+    config = AnalysisConfig(lumi_fb=(10.0, 1000.0, 3), alphas=(0.01,), observables={"m_bb": (0.0, 3.0)}, n_bins=6)
+    ensemble = EnsembleTemplate(tuple(_resampled(samples.ml, seed) for seed in range(4)))
+    assert np.all(ensemble.surrogate_error() > 0)
+    _, ml, surrogate = scan_observable(
+        samples.signal, samples.test_a, {"mc": samples.test_b, "ml": ensemble}, config=config, observable="m_bb"
+    )
+    modifiers = {m["name"] for m in surrogate.workspaces[0]["channels"][0]["samples"][1]["modifiers"]}
+    assert "bkg_surrogate" in modifiers
+    for plain, wider in zip(ml.points, surrogate.points, strict=True):
+        assert wider.status == plain.status == "ok"
+        assert wider.ul_exp > plain.ul_exp and wider.mu_err > plain.mu_err
+    # the workspace refits in pyhf to the TSV's numbers (its own CLs of mu = 1)
+    model, data = pyhf_model(surrogate.workspaces[-1])
+    cls = float(pyhf.infer.hypotest(1.0, data, model, test_stat="qtilde"))
+    assert cls == pytest.approx(surrogate.points[-1].cls, rel=1e-3)

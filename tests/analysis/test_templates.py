@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from flowsim.analysis.templates import (
+    EnsembleTemplate,
     Template,
     background_total,
     make_template,
@@ -95,3 +96,43 @@ def test_totals_are_linear_in_the_luminosity_and_checked():
             background_total(bad, 1000.0)
     with pytest.raises(ValueError, match="alpha = S/B must be positive"):
         signal_total(10.0, 1000.0, 0.0)
+
+
+# --- ensembles -------------------------------------------------------------------------------
+
+
+def _member(counts, n_total=1000):
+    return Template(np.linspace(0.0, 1.0, len(counts) + 1), np.asarray(counts), n_total)
+
+
+def test_ensemble_pools_counts_and_its_surrogate_error_is_the_spread_less_the_own_noise():
+    members = [_member([100, 300, 50]), _member([120, 280, 50]), _member([110, 330, 52])]
+    ens = EnsembleTemplate(tuple(members))
+    pooled = ens.pooled
+    np.testing.assert_array_equal(pooled.counts, [330, 910, 152])
+    assert pooled.n_total == 3000
+    # by hand: s² with K - 1 = 2, minus the mean binomial variance eff (1 - eff) / N
+    eff = np.array([[0.100, 0.300, 0.050], [0.120, 0.280, 0.050], [0.110, 0.330, 0.052]])
+    spread = ((eff - eff.mean(0)) ** 2).sum(0) / 2
+    own = (eff * (1 - eff) / 1000).mean(0)
+    expected = np.sqrt(np.clip(spread - own, 0, None))
+    np.testing.assert_allclose(ens.surrogate_error(), expected, rtol=1e-12)
+    assert expected[0] > 0 and expected[2] == 0  # bin 2: spread below the binomial noise
+
+
+def test_identical_members_and_a_single_member_have_no_surrogate_error():
+    same = _member([100, 300, 50])
+    np.testing.assert_array_equal(EnsembleTemplate((same, same, same)).surrogate_error(), 0.0)
+    np.testing.assert_array_equal(EnsembleTemplate((same,)).surrogate_error(), 0.0)
+    np.testing.assert_array_equal(EnsembleTemplate((same,)).pooled.counts, same.counts)
+
+
+def test_ensemble_rebinning_merges_every_member_alike_and_edges_must_agree():
+    ens = EnsembleTemplate((_member([100, 0, 50]), _member([90, 3, 40])))
+    merged = ens.rebinned([[0], [1, 2]])
+    assert [m.counts.tolist() for m in merged.members] == [[100, 50], [90, 43]]
+    other = Template(np.linspace(0.0, 2.0, 4), np.array([1, 2, 3]), 10)
+    with pytest.raises(ValueError, match="different bin edges"):
+        EnsembleTemplate((ens.members[0], other))
+    with pytest.raises(ValueError, match="at least one member"):
+        EnsembleTemplate(())

@@ -17,7 +17,7 @@ import yaml
 from tests.workflow.runner import TINY_CONFIG, snakemake
 
 EVALUATION = {"eval_distances", "c2st_null", "c2st"}
-ANALYSIS = {"train_classifier", "score_and_cut", "plot_selection", "lumi_scan"}
+ANALYSIS = {"train_classifier", "score_and_cut", "fill_templates", "plot_selection", "lumi_scan"}
 TRAINING = {"train_flow", "sample_flow"}
 
 
@@ -68,10 +68,21 @@ def test_a_c2st_setting_reruns_only_the_c2st(tiny_run, tmp_path):
     assert jobs["c2st"] == 2
 
 
-def test_an_analysis_setting_reruns_only_the_scans(tiny_run, tmp_path):
-    jobs, _ = _dry_run_with(tiny_run, tmp_path, _set("analysis", "n_bins", 6))
+def test_a_fit_setting_reruns_only_the_scans(tiny_run, tmp_path):
+    jobs, _ = _dry_run_with(tiny_run, tmp_path, _set("analysis", "shapesys_rel", 0.2))
     assert set(jobs) == {"lumi_scan", "summary", "all"}
     assert jobs["lumi_scan"] == 2 * 2 * 2  # runs x observables x alphas
+
+
+def test_the_binning_refills_the_templates_but_never_resamples(tiny_run, tmp_path):
+    jobs, _ = _dry_run_with(tiny_run, tmp_path, _set("analysis", "n_bins", 6))
+    assert set(jobs) == {"fill_templates", "plot_selection", "lumi_scan", "summary", "all"}
+    assert jobs["fill_templates"] == 4  # two bootstrap members, two weight draws
+
+
+def test_more_template_events_refill_only_the_templates(tiny_run, tmp_path):
+    jobs, _ = _dry_run_with(tiny_run, tmp_path, _set("analysis", "n_template_events", "5x"))
+    assert set(jobs) == {"fill_templates", "plot_selection", "lumi_scan", "summary", "all"}
 
 
 def test_a_classifier_setting_retrains_the_classifier_but_no_flow(tiny_run, tmp_path):
@@ -82,7 +93,7 @@ def test_a_classifier_setting_retrains_the_classifier_but_no_flow(tiny_run, tmp_
 
 def test_the_cut_rescores_but_never_retrains(tiny_run, tmp_path):
     jobs, _ = _dry_run_with(tiny_run, tmp_path, _set("analysis", "cut", 0.6))
-    assert set(jobs) == {"score_and_cut", "plot_selection", "lumi_scan", "summary", "all"}
+    assert set(jobs) == {"score_and_cut", "fill_templates", "plot_selection", "lumi_scan", "summary", "all"}
     assert jobs["score_and_cut"] == 4 + 2  # MC hold-out samples + one per run
 
 
@@ -90,7 +101,8 @@ def test_a_flow_hyperparameter_retrains_only_that_run(tiny_run, tmp_path):
     jobs, output = _dry_run_with(
         tiny_run, tmp_path, _set("flows", "tiny_maf", "params", "hidden", 12)
     )
-    assert jobs["train_flow"] == jobs["sample_flow"] == 1
+    assert jobs["train_flow"] == 1 + 2 and jobs["fill_templates"] == 2  # the run and its members
+    assert jobs["sample_flow"] == 1
     assert jobs["eval_distances"] == jobs["c2st"] == jobs["plot_selection"] == 1
     assert jobs["score_and_cut"] == 1 and jobs["lumi_scan"] == 4
     assert "c2st_null" not in jobs and "train_classifier" not in jobs
@@ -132,7 +144,7 @@ def test_a_new_source_file_reruns_everything_downstream(tiny_run, tmp_path):
     jobs, _ = _dry_run_with(workdir, tmp_path, lambda config: None)
     assert "make_toy_higgs" not in jobs  # the source itself is there and newer
     assert {"split_higgs", "fit_scaler"} | TRAINING | EVALUATION | ANALYSIS <= set(jobs)
-    assert jobs["train_flow"] == 2 and jobs["lumi_scan"] == 8
+    assert jobs["train_flow"] == 2 + 2 and jobs["lumi_scan"] == 8  # the runs and the bootstrap members
 
 
 def test_another_toy_seed_regenerates_the_source_and_everything_after(tiny_run, tmp_path):

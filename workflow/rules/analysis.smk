@@ -1,21 +1,26 @@
 # Analysis stage: the selection after the classifier cut, then luminosity scans of pyhf fits and
-# limits with the MC background prediction replaced by each run's generated events (paper Sec. 4.5-4.6).
+# limits with the MC background prediction replaced by each run's generated events (paper Sec. 4.5-4.6):
+# the templates of fill_templates, pooled over the run's ensemble members when it has them.
 
 
 rule plot_selection:
     input:
-        files=lambda wc: [f for pair in scored("sig_test_a", "sig_test_b", "bkg_test_a", wc.run) for f in pair],
+        files=lambda wc: [f for pair in scored(*MC_SCORED, wc.run) for f in pair],
+        ml_templates=lambda wc: template_files(wc.run),
     output:
         scores=run_plot("results/analysis/{run}/scores.png", "Analysis", "selection_scores.rst", "classifier scores"),
         kinematics=run_plot(
             "results/analysis/{run}/kinematics_after_cut.png", "Analysis", "selection_kinematics.rst", "features after the cut"
         ),
+        templates=run_plot("results/analysis/{run}/templates.png", "Analysis", "templates.rst", "fitted templates"),
     params:
         signal=scored("sig_test_a", "sig_test_b"),
         mc_background=scored("bkg_test_a"),
         ml_background=lambda wc: scored(wc.run),
+        mc_prediction=scored("bkg_test_b"),
         features=config["features"],
         cut=config["analysis"]["cut"],
+        section=canonical({k: v for k, v in config["analysis"].items() if k in TEMPLATE_KEYS}),
     log:
         "results/logs/plot_selection/{run}.log",
     benchmark:
@@ -32,7 +37,8 @@ rule plot_selection:
 
 rule lumi_scan:
     input:
-        files=lambda wc: [f for pair in scored(*MC_SCORED, wc.run) for f in pair],
+        files=lambda wc: [f for pair in scored(*MC_SCORED) for f in pair],
+        ml_templates=lambda wc: template_files(wc.run),
     output:
         table="results/analysis/{run}/lumi_scan_{obs}_alpha{alpha}.tsv",
         workspaces=directory("results/analysis/{run}/workspaces/{obs}_alpha{alpha}"),
@@ -44,7 +50,6 @@ rule lumi_scan:
         signal=scored("sig_test_a", "sig_test_b"),
         data_background=scored("bkg_test_a"),
         mc_prediction=scored("bkg_test_b"),
-        ml_prediction=lambda wc: scored(wc.run),
     log:
         "results/logs/lumi_scan/{run}/{obs}_alpha{alpha}.log",
     benchmark:

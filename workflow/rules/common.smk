@@ -38,6 +38,9 @@ ALL_RUNS = SETTINGS.all_runs
 OBSERVABLES = list(config["analysis"]["observables"])
 ALPHAS = [alpha_label(alpha) for alpha in config["analysis"]["alphas"]]
 MC_SCORED = ["sig_test_a", "sig_test_b", "bkg_test_a", "bkg_test_b"]
+# The analysis keys the templates depend on (their binning and the cut); the fits' other keys
+# (luminosities, systematics) leave the filled templates valid.
+TEMPLATE_KEYS = ["cut", "n_bins", "observables"]
 
 
 def _one_of(names):
@@ -167,6 +170,11 @@ def scan_tables(run):
     return expand(
         "results/analysis/{run}/lumi_scan_{obs}_alpha{alpha}.tsv", run=run, obs=OBSERVABLES, alpha=ALPHAS
     )
+
+
+def template_files(run):
+    """The template files behind run ``run``'s ML prediction: its ensemble members' or its own."""
+    return [f"results/templates/{name}/templates.root" for name in SETTINGS.template_runs(run)]
 
 
 def scored_events(wildcards):

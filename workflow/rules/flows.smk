@@ -1,5 +1,6 @@
-# Flow stage: train each named run (SETTINGS.runs and the study runs) on the scaled background,
-# then sample it.
+# Flow stage: train each named run (SETTINGS.runs, the study runs, the ensemble members) on the
+# scaled background, then sample it (stored events, for the evaluation) or fill its templates
+# (many more events, never stored, for the analysis).
 
 
 rule train_flow:
@@ -63,3 +64,39 @@ rule sample_flow:
         runtime=60,
     script:
         "../scripts/sample_flow.py"
+
+
+rule fill_templates:
+    input:
+        # a weight draw of a Bayesian run samples that run's model file
+        model=lambda wc: f"results/flows/{SETTINGS.trained_run(wc.run)}/model.pt",
+        scaler=SCALER,
+        # paths, not rules.train_classifier: classifier.smk is included after this file
+        classifier="results/analysis/classifier/model.pt",
+        classifier_scaler="results/analysis/classifier/scaler.npz",
+        reference=SPLIT_FILES["bkg_test_a"],
+    output:
+        templates="results/templates/{run}/templates.root",
+        summary="results/templates/{run}/templates.json",
+    params:
+        n_events=SETTINGS.n_template_events,
+        section=canonical({k: v for k, v in config["analysis"].items() if k in TEMPLATE_KEYS}),
+        chunk_size=config["sampling"]["chunk_size"],
+        seed=config["sampling"]["seed"],
+        max_nonfinite_fraction=config["sampling"]["max_nonfinite_fraction"],
+        device=lambda wc: SETTINGS.run(wc.run).training.device,
+        weight_draw=lambda wc: SETTINGS.weight_draw(wc.run),
+    log:
+        "results/logs/fill_templates/{run}.log",
+    benchmark:
+        "results/benchmarks/fill_templates/{run}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    # one core, as sample_flow: the sampling dominates and does not gain from a second thread
+    threads: 1
+    resources:
+        gpu=lambda wc: run_uses_gpu(wc.run),
+        mem_mb=lambda wc: 2000 + config["sampling"]["chunk_size"] // 250,
+        runtime=60,
+    script:
+        "../scripts/fill_templates.py"

@@ -14,5 +14,5 @@ with job_logging(snakemake.log[0]):
         signal=snakemake.params.signal,
         data_background=snakemake.params.data_background,
         mc_prediction=snakemake.params.mc_prediction,
-        ml_prediction=snakemake.params.ml_prediction,
+        ml_templates=list(snakemake.input.ml_templates),
     )

@@ -13,4 +13,7 @@ with job_logging(snakemake.log[0]):
         ml_background=snakemake.params.ml_background,
         features=list(snakemake.params.features),
         cut=float(snakemake.params.cut),
+        section=dict(snakemake.params.section),
+        mc_prediction=snakemake.params.mc_prediction,
+        ml_templates=list(snakemake.input.ml_templates),
     )

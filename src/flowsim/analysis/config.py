@@ -32,8 +32,9 @@ _KEYS = {
     "cut", "n_bins", "observables", "sigma_b_fb", "lumi_fb", "alphas", "shapesys_rel", "cl",
     "empty_bins",
 }  # fmt: skip
-#: Keys of the ``analysis`` section that belong to other stages (the signal classifier's).
-_OTHER_STAGES = {"classifier"}
+#: Keys of the ``analysis`` section that belong to other stages (the signal classifier's, and
+#: the template filling's number of events).
+_OTHER_STAGES = {"classifier", "n_template_events"}
 _EMPTY_BINS = ("merge", "raise")
 
 

@@ -131,7 +131,7 @@ class AsymptoticCalculator:
         self.best = self._fit(likelihood, "data", init)
         self.at_zero = self._profile("data", 0.0)
         self.asimov = likelihood.asimov(0.0, profile=self.at_zero)
-        start = self.asimov.profile(0.0, (self.at_zero.beta, self.at_zero.gamma))
+        start = self.asimov.profile(0.0, self.at_zero.nuisances)
         self._solved["asimov"].append(start)
         self.n_profiles += 1
         self.best_asimov = self._fit(self.asimov, "asimov", start)
@@ -151,7 +151,7 @@ class AsymptoticCalculator:
                 return prof
         near = min(solved, key=lambda p: abs(p.mu - mu)) if solved else None
         lik = self.likelihood if which == "data" else self.asimov
-        prof = lik.profile(mu, None if near is None else (near.beta, near.gamma))
+        prof = lik.profile(mu, None if near is None else near.nuisances)
         self.n_profiles += 1
         solved.append(prof)
         return prof

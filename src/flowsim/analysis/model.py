@@ -4,7 +4,7 @@ One channel with two samples, per bin ``i``:
 
 .. math::
 
-    \nu_i = \mu\, S_i + \beta_i\, \gamma_i\, B_i ,
+    \nu_i = \mu\, S_i + \beta_i\, \eta_i\, \gamma_i\, B_i ,
 
 * ``signal`` (yields :math:`S_i`, MC signal template at :math:`N_S = \alpha\sigma_B L`) scaled
   by the ``normfactor`` :math:`\mu` ("mu", the parameter of interest; bounds (0, 10) as in the
@@ -14,7 +14,16 @@ One channel with two samples, per bin ``i``:
   (10% by default; Poisson constraint :math:`\mathrm{Pois}(\tau_i \mid \beta_i\tau_i)`,
   :math:`\tau_i = (B_i/\Delta_i)^2 = 1/0.1^2`) and a ``staterror`` :math:`\gamma_i` from the
   template's binomial error (Gaussian constraint of relative width
-  :math:`\delta_i = \sigma_{B,i}/B_i`).
+  :math:`\delta_i = \sigma_{B,i}/B_i`); optionally (``background_surrogate``) a second
+  ``shapesys`` :math:`\eta_i` ("bkg_surrogate"), the *surrogate uncertainty* of an ML prediction,
+  of absolute size :math:`\Delta^{\rm sur}_i = N_B\,\sigma^{\rm sur}_i` (:math:`\sigma^{\rm sur}_i`:
+  the surrogate uncertainty of the prediction's efficiency; Poisson constraint
+  :math:`\mathrm{Pois}(\tau^{\rm sur}_i \mid \eta_i\tau^{\rm sur}_i)`,
+  :math:`\tau^{\rm sur}_i = (B_i/\Delta^{\rm sur}_i)^2`). Bins with :math:`\Delta^{\rm sur}_i = 0`
+  keep 0 in the modifier's data: pyhf fixes their :math:`\eta_i` at 1 (factor and auxiliary
+  datum 1, the constant :math:`\mathrm{Pois}(1 \mid 1)` still in the likelihood). Without a
+  surrogate uncertainty (None, or zero in every bin) :math:`\eta_i \equiv 1` and the workspace
+  has no such modifier.
 
 The observations are Asimov pseudo-data computed from templates, not from histograms of
 pseudo-events: :math:`n_i = S_i + B^{\rm data}_i` with the MC ``test_a`` background template
@@ -48,6 +57,7 @@ __all__ = [
     "POI",
     "POI_BOUNDS",
     "SHAPESYS",
+    "SURROGATE",
     "ChannelYields",
     "build_workspace",
     "channel_yields",
@@ -62,6 +72,8 @@ POI = "mu"
 POI_BOUNDS = (0.0, 10.0)
 #: Name of the background shape systematic (one parameter per bin).
 SHAPESYS = "bkg_shapesys"
+#: Name of the background's surrogate uncertainty, a second shapesys (one parameter per bin).
+SURROGATE = "bkg_surrogate"
 #: Default channel name.
 CHANNEL = "signal_region"
 
@@ -80,6 +92,9 @@ class ChannelYields(NamedTuple):
         background_stat: statistical error of :math:`B_i` (events) from the template.
         observed: Asimov pseudo-data :math:`n_i = S_i + B^{data}_i` (events, not integers).
         shapesys_rel: relative shape systematic of the background (e.g. 0.1).
+        background_surrogate: defaults to None (no surrogate uncertainty); else the absolute
+            surrogate uncertainty of :math:`B_i` (events, >= 0; 0: none in that bin), the
+            ``bkg_surrogate`` shapesys of the workspace.
     """
 
     signal: np.ndarray
@@ -87,6 +102,7 @@ class ChannelYields(NamedTuple):
     background_stat: np.ndarray
     observed: np.ndarray
     shapesys_rel: float
+    background_surrogate: np.ndarray | None = None
 
 
 def channel_yields(
@@ -98,12 +114,14 @@ def channel_yields(
     alpha: float,
     sigma_b_fb: float = 1000.0,
     shapesys_rel: float = 0.1,
+    surrogate_error: np.ndarray | None = None,
 ) -> ChannelYields:
     """Expected yields at luminosity ``lumi_fb`` from the three templates.
 
     ``N_B = sigma_b_fb * lumi_fb`` and ``N_S = alpha * N_B`` events before the cut; the Asimov data
-    are ``N_S eff^sig + N_B eff^data``, the prediction ``N_B eff^pred ± N_B err^pred``. All yields
-    are exactly linear in ``lumi_fb``.
+    are ``N_S eff^sig + N_B eff^data``, the prediction ``N_B eff^pred ± N_B err^pred`` and, with
+    ``surrogate_error``, its surrogate uncertainty ``N_B surrogate_error``. All yields are exactly
+    linear in ``lumi_fb``.
 
     Arguments:
         signal: MC signal template.
@@ -113,10 +131,14 @@ def channel_yields(
         alpha: signal fraction S/B before the cut, positive.
         sigma_b_fb: defaults to 1000 (background cross-section in fb).
         shapesys_rel: defaults to 0.1 (10% relative background systematic per bin), positive.
+        surrogate_error: defaults to None (no surrogate uncertainty); else the absolute per-bin
+            uncertainty of the prediction's *efficiency* (the units of ``Template.error``),
+            shape (K,), finite and >= 0 (0: no surrogate uncertainty in that bin).
 
     Raises:
-        ValueError: templates with different edges, bins with no predicted background, or a
-            non-positive luminosity, alpha, cross-section or systematic.
+        ValueError: templates with different edges, bins with no predicted background, a
+            non-positive luminosity, alpha, cross-section or systematic, or a surrogate error
+            of another shape, not finite or negative.
     """
     for other, what in ((data_background, "data background"), (prediction, "prediction")):
         if not np.array_equal(other.edges, signal.edges):
@@ -134,6 +156,8 @@ def channel_yields(
         )
     if not (np.isfinite(shapesys_rel) and shapesys_rel > 0):
         raise ValueError(f"the relative shape systematic must be positive, got {shapesys_rel}")
+    if surrogate_error is not None:
+        surrogate_error = _check_surrogate_error(surrogate_error, signal.counts.size)
     n_b = background_total(lumi_fb, sigma_b_fb)
     n_s = signal_total(lumi_fb, sigma_b_fb, alpha)
     s = signal.yields(n_s)
@@ -143,7 +167,29 @@ def channel_yields(
         background_stat=prediction.stat_errors(n_b),
         observed=s + data_background.yields(n_b),
         shapesys_rel=float(shapesys_rel),
+        background_surrogate=None if surrogate_error is None else n_b * surrogate_error,
     )
+
+
+def _check_surrogate_error(surrogate_error: np.ndarray, n_bins: int) -> np.ndarray:
+    """``surrogate_error`` as a float array of shape (``n_bins``,), finite and >= 0."""
+    try:
+        err = np.array(surrogate_error, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"the surrogate error must be an array of numbers, got {surrogate_error!r}"
+        ) from None
+    if err.shape != (n_bins,):
+        raise ValueError(
+            f"the surrogate error must have one value per bin, shape ({n_bins},), got {err.shape}"
+        )
+    bad = np.flatnonzero(~(np.isfinite(err) & (err >= 0)))
+    if bad.size:
+        raise ValueError(
+            f"the surrogate error must be finite and >= 0 in every bin, got {err[bad].tolist()} "
+            f"in bins {bad.tolist()}"
+        )
+    return err
 
 
 def poi_bounds_covering(
@@ -181,8 +227,14 @@ def build_workspace(
 
     Returns:
         A dict of plain lists and floats: ``json.dump`` it, or ``pyhf.Workspace(ws).model()``.
+        The background carries the ``bkg_surrogate`` shapesys only where
+        ``yields.background_surrogate`` is given and positive in some bin.
     """
     b = yields.background
+    surrogate = []
+    if yields.background_surrogate is not None and np.any(yields.background_surrogate > 0):
+        data = np.asarray(yields.background_surrogate, dtype=float).tolist()
+        surrogate = [{"name": SURROGATE, "type": "shapesys", "data": data}]
     return {
         "channels": [
             {
@@ -207,6 +259,7 @@ def build_workspace(
                                 "type": "staterror",
                                 "data": yields.background_stat.tolist(),
                             },
+                            *surrogate,
                         ],
                     },
                 ],

@@ -82,7 +82,8 @@ class PointResult(NamedTuple):
 
     Attributes:
         lumi_fb: integrated luminosity (fb⁻¹).
-        background: ``"mc"`` (MC reference prediction) or ``"ml"`` (flow-generated prediction).
+        background: ``"mc"`` (MC reference prediction), ``"ml"`` (flow-generated prediction) or
+            ``"ml_surrogate"`` (the same with the surrogate uncertainty of an ensemble).
         mu_hat, mu_err: best-fit μ and its HESSE uncertainty.
         p_sb, p_b, cls: p-values and CLs of μ = 1 (see :class:`HypoTestResult`).
         z_disc: discovery significance :math:`Z = \sqrt{q_0}` (σ).
@@ -139,7 +140,7 @@ class ScanResult(NamedTuple):
     Attributes:
         observable: e.g. ``"score"`` or ``"m_bb"``.
         alpha: signal fraction S/B.
-        background: ``"mc"`` or ``"ml"``.
+        background: ``"mc"``, ``"ml"`` or ``"ml_surrogate"``.
         points: one :class:`PointResult` per luminosity, in grid order (failed ones included).
         workspaces: the pyhf workspace (JSON-able dict) of each point, same order; treat as
             read-only.

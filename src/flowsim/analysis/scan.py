@@ -42,7 +42,7 @@ from flowsim.analysis.model import (
     write_workspace,
 )  # fmt: skip
 from flowsim.analysis.results import TSV_COLUMNS, PointResult, ScanResult
-from flowsim.analysis.templates import Template, merge_empty_bins
+from flowsim.analysis.templates import EnsembleTemplate, Template, empty_bin_groups, merge_empty_bins
 from flowsim.io import read_tsv, write_tsv
 
 __all__ = [
@@ -58,8 +58,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Labels of the background predictions: the MC reference and the ML (flow) prediction.
-BACKGROUNDS = ("mc", "ml")
+#: Labels of the background predictions: the MC reference, the ML (flow) prediction, and the ML
+#: prediction with its surrogate uncertainty (the ``bkg_surrogate`` shapesys).
+BACKGROUNDS = ("mc", "ml", "ml_surrogate")
 
 #: Exceptions that mark one point as failed instead of stopping the scan.
 _POINT_ERRORS = (FitError, ValueError, ArithmeticError, np.linalg.LinAlgError)
@@ -174,6 +175,7 @@ def scan_luminosity(
     observable: str = "observable",
     channel: str = CHANNEL,
     check_pyhf: bool = True,
+    surrogate_error: np.ndarray | None = None,
 ) -> ScanResult:
     """Scan the luminosity for one observable, signal fraction and background prediction.
 
@@ -182,7 +184,7 @@ def scan_luminosity(
         data_background: MC background template of the pseudo-data (``test_a``).
         prediction: background prediction template: MC ``test_b`` (reference) or flow events.
         alpha: signal fraction S/B before the cut, positive (0.01 or 0.05 in the paper).
-        background: defaults to ``"mc"`` (label of the prediction: ``"mc"`` or ``"ml"``).
+        background: defaults to ``"mc"`` (label of the prediction, one of :data:`BACKGROUNDS`).
         lumis: defaults to None (the paper's grid, :func:`lumi_grid`: 30 points, 10-1000 fb⁻¹).
         sigma_b_fb: defaults to 1000 (background cross-section in fb; N_B = σ_B L).
         shapesys_rel: defaults to 0.1 (10% per-bin background systematic).
@@ -193,6 +195,10 @@ def scan_luminosity(
         channel: defaults to ``"signal_region"`` (channel name in the workspaces).
         check_pyhf: defaults to True (compare the fast likelihood with pyhf's ``logpdf`` on the
             first successful point's workspace; ~20 ms).
+        surrogate_error: defaults to None (no surrogate uncertainty); else the per-bin absolute
+            uncertainty of the prediction's efficiency, passed to every
+            :func:`~flowsim.analysis.model.channel_yields` (one value per bin of the binning
+            the yields are built with: merge empty bins before, as :func:`scan_observable` does).
 
     Returns:
         A :class:`~flowsim.analysis.results.ScanResult`: one PointResult and one workspace per
@@ -216,7 +222,7 @@ def scan_luminosity(
     # builds the first point's yields now, so bad arguments fail before the loop
     channel_yields(
         signal, data_background, prediction, lumi_fb=float(lumis[0]), alpha=alpha,
-        sigma_b_fb=sigma_b_fb, shapesys_rel=shapesys_rel,
+        sigma_b_fb=sigma_b_fb, shapesys_rel=shapesys_rel, surrogate_error=surrogate_error,
     )  # fmt: skip
     points: list[PointResult] = []
     workspaces: list[dict] = []
@@ -227,7 +233,7 @@ def scan_luminosity(
     for i, lumi in enumerate(lumis, start=1):
         yields = channel_yields(
             signal, data_background, prediction, lumi_fb=float(lumi), alpha=alpha,
-            sigma_b_fb=sigma_b_fb, shapesys_rel=shapesys_rel,
+            sigma_b_fb=sigma_b_fb, shapesys_rel=shapesys_rel, surrogate_error=surrogate_error,
         )  # fmt: skip
         lik = BinnedLikelihood.from_yields(yields)
         point, best, bounds, used = _analyse_covered_point(
@@ -257,7 +263,7 @@ def scan_luminosity(
 def scan_observable(
     signal: Template,
     data_background: Template,
-    predictions: Mapping[str, Template],
+    predictions: Mapping[str, Template | EnsembleTemplate],
     *,
     config: AnalysisConfig,
     observable: str,
@@ -267,38 +273,49 @@ def scan_observable(
 
     Arguments:
         signal, data_background: as :func:`scan_luminosity`.
-        predictions: label (``"mc"`` or ``"ml"``) -> background-prediction template.
+        predictions: label (``"mc"`` or ``"ml"``) -> background-prediction template, or the
+            :class:`~flowsim.analysis.templates.EnsembleTemplate` of a surrogate ensemble. An
+            ensemble of K >= 2 members is scanned twice: its pooled template as ``label``, and
+            with its surrogate uncertainty (the ``bkg_surrogate`` shapesys) as
+            ``label + "_surrogate"``.
         config: the analysis settings (luminosity grid, α values, σ_B, systematic, CL).
         observable: the observable's name.
         check_pyhf: defaults to True (see :func:`scan_luminosity`).
 
     Bins empty in *any* prediction are merged (``config.empty_bins == "merge"``) for all
-    predictions alike, so the MC and ML scans share one binning and one Asimov data set.
+    predictions alike (an ensemble's members with them), so the MC and ML scans share one
+    binning and one Asimov data set.
 
     Returns:
         ScanResults ordered by α, then by the order of ``predictions``.
     """
-    labels = list(predictions)
-    templates = [predictions[label] for label in labels]
-    if config.empty_bins == "merge" and templates:
-        for other in templates[1:]:
-            if not np.array_equal(other.edges, templates[0].edges):
-                raise ValueError("the background predictions have different bin edges")
-        fewest = np.minimum.reduce([t.counts for t in templates])
-        joint = Template(templates[0].edges, fewest, min(t.n_total for t in templates))
-        _, signal, data_background, *templates = merge_empty_bins(
-            joint, signal, data_background, *templates
-        )
-    predictions = dict(zip(labels, templates, strict=True))
+    pooled = [p.pooled if isinstance(p, EnsembleTemplate) else p for p in predictions.values()]
+    if config.empty_bins == "merge" and pooled:
+        for other in (*pooled[1:], signal, data_background):
+            if not np.array_equal(other.edges, pooled[0].edges):
+                raise ValueError("the signal, data and background templates have different bin edges")
+        fewest = np.minimum.reduce([t.counts for t in pooled])
+        groups = empty_bin_groups(Template(pooled[0].edges, fewest, min(t.n_total for t in pooled)))
+        if groups is not None:
+            signal, data_background = signal.rebinned(groups), data_background.rebinned(groups)
+            predictions = {label: p.rebinned(groups) for label, p in predictions.items()}
+    scanned: list[tuple[str, Template, np.ndarray | None]] = []
+    for label, prediction in predictions.items():
+        if not isinstance(prediction, EnsembleTemplate):
+            scanned.append((label, prediction, None))
+            continue
+        scanned.append((label, prediction.pooled, None))
+        if prediction.size > 1:
+            scanned.append((f"{label}_surrogate", prediction.pooled, prediction.surrogate_error()))
     return [
         scan_luminosity(
             signal, data_background, prediction, alpha=alpha, background=label,
             lumis=config.lumis(), sigma_b_fb=config.sigma_b_fb, shapesys_rel=config.shapesys_rel,
             cl=config.cl, empty_bins=config.empty_bins, observable=observable,
-            check_pyhf=check_pyhf,
+            check_pyhf=check_pyhf, surrogate_error=surrogate_error,
         )  # fmt: skip
         for alpha in config.alphas
-        for label, prediction in predictions.items()
+        for label, prediction, surrogate_error in scanned
     ]
 
 

@@ -32,9 +32,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = [
+    "EnsembleTemplate",
     "Template",
     "background_total",
     "check_edges",
+    "empty_bin_groups",
     "make_template",
     "merge_empty_bins",
     "signal_total",
@@ -213,25 +215,14 @@ def make_template(
     return Template(edges, counts, int(n_total), n_below, n_above, n_nonfinite)
 
 
-def merge_empty_bins(reference: Template, *others: Template) -> tuple[Template, ...]:
-    """Merge the bins that are empty in ``reference`` into a neighbour, in all templates alike.
-
-    HistFactory's ``shapesys`` and ``staterror`` need a non-zero background in every bin (pyhf
-    fixes their parameters in empty bins and the relative error is 0/0), so bins where the
-    background prediction has no event are merged: each run of empty bins joins the next
-    non-empty bin to its right, and trailing empty bins join the last non-empty bin. Counts add,
-    so efficiencies and binomial errors stay exact on the coarser binning. The number of merged
-    bins is logged (WARNING).
-
-    Returns:
-        ``(reference, *others)`` on the merged binning (the same objects if nothing is empty).
+def empty_bin_groups(reference: Template) -> list[list[int]] | None:
+    """The bins of ``reference`` grouped so that every group holds an event, or None if none
+    is empty: each run of empty bins joins the next non-empty bin to its right, and trailing
+    empty bins join the last non-empty bin (see :func:`merge_empty_bins`).
 
     Raises:
-        ValueError: the templates have different edges, or ``reference`` is empty in every bin.
+        ValueError: ``reference`` is empty in every bin.
     """
-    for other in others:
-        if not np.array_equal(other.edges, reference.edges):
-            raise ValueError("templates must share the same bin edges to be merged")
     nonempty = np.flatnonzero(reference.counts > 0)
     if nonempty.size == 0:
         raise ValueError(
@@ -239,7 +230,7 @@ def merge_empty_bins(reference: Template, *others: Template) -> tuple[Template, 
             "loosen the cut, widen the range or generate more events"
         )
     if nonempty.size == reference.n_bins:
-        return (reference, *others)
+        return None
     groups: list[list[int]] = []
     pending: list[int] = []
     for i in range(reference.n_bins):
@@ -254,7 +245,102 @@ def merge_empty_bins(reference: Template, *others: Template) -> tuple[Template, 
         "(%d bins left)",
         reference.n_bins - nonempty.size, reference.n_bins, len(groups),
     )  # fmt: skip
+    return groups
+
+
+def merge_empty_bins(reference: Template, *others: Template) -> tuple[Template, ...]:
+    """Merge the bins that are empty in ``reference`` into a neighbour, in all templates alike.
+
+    HistFactory's ``shapesys`` and ``staterror`` need a non-zero background in every bin (pyhf
+    fixes their parameters in empty bins and the relative error is 0/0), so bins where the
+    background prediction has no event are merged (:func:`empty_bin_groups`). Counts add,
+    so efficiencies and binomial errors stay exact on the coarser binning. The number of merged
+    bins is logged (WARNING).
+
+    Returns:
+        ``(reference, *others)`` on the merged binning (the same objects if nothing is empty).
+
+    Raises:
+        ValueError: the templates have different edges, or ``reference`` is empty in every bin.
+    """
+    for other in others:
+        if not np.array_equal(other.edges, reference.edges):
+            raise ValueError("templates must share the same bin edges to be merged")
+    groups = empty_bin_groups(reference)
+    if groups is None:
+        return (reference, *others)
     return tuple(t.rebinned(groups) for t in (reference, *others))
+
+
+@dataclass(frozen=True, eq=False)
+class EnsembleTemplate:
+    r"""The templates of the K members of a surrogate ensemble (same binning, same N each).
+
+    The prediction is their *pooled* template (counts and N summed: the mean efficiency, with
+    the binomial error of all :math:`K N` events). The *surrogate uncertainty* of bin i is the
+    members' spread less the part their own finite samples explain,
+
+    .. math::
+
+        \sigma_i^2 = \max\Big(0,\ s_i^2 - rac{1}{K}\sum_k \deltaarepsilon_{k,i}^2\Big),
+        \qquad s_i^2 = rac{1}{K-1}\sum_k (arepsilon_{k,i} - ararepsilon_i)^2 ,
+
+    the variance of one member's efficiency from its training (seed, bootstrap replica), which
+    generating more events does not shrink. It is one member's spread, not that of the mean:
+    the mean of K flows trained on one training set still carries that set's fluctuation.
+    """
+
+    members: tuple[Template, ...]
+
+    def __post_init__(self) -> None:
+        members = tuple(self.members)
+        if not members:
+            raise ValueError("an ensemble needs at least one member template")
+        for m in members[1:]:
+            if not np.array_equal(m.edges, members[0].edges):
+                raise ValueError("the ensemble members' templates have different bin edges")
+        object.__setattr__(self, "members", members)
+
+    @property
+    def size(self) -> int:
+        """The number of members K."""
+        return len(self.members)
+
+    @property
+    def edges(self) -> np.ndarray:
+        return self.members[0].edges
+
+    @property
+    def pooled(self) -> Template:
+        """The members' events together: counts and N summed."""
+        ms = self.members
+        return Template(
+            self.edges, np.sum([m.counts for m in ms], axis=0), sum(m.n_total for m in ms),
+            sum(m.n_below for m in ms), sum(m.n_above for m in ms), sum(m.n_nonfinite for m in ms),
+        )  # fmt: skip
+
+    def surrogate_error(self) -> np.ndarray:
+        r"""Per-bin surrogate uncertainty :math:`\sigma_i` of the efficiency (zeros for K = 1).
+
+        Bins whose spread is below what the members' own sample sizes explain get 0; their
+        number is logged (INFO).
+        """
+        if self.size < 2:
+            return np.zeros(self.members[0].n_bins)
+        eff = np.stack([m.efficiency for m in self.members])
+        spread = eff.var(axis=0, ddof=1)
+        own = np.mean([m.error**2 for m in self.members], axis=0)
+        below = spread < own
+        if below.any():
+            log.info(
+                "%d of %d bins: the members' spread is within their own statistical error; "
+                "surrogate uncertainty 0 there", int(below.sum()), below.size,
+            )  # fmt: skip
+        return np.sqrt(np.where(below, 0.0, spread - own))
+
+    def rebinned(self, groups: Sequence[Sequence[int]]) -> EnsembleTemplate:
+        """Every member with bins merged by ``groups`` (see :meth:`Template.rebinned`)."""
+        return EnsembleTemplate(tuple(m.rebinned(groups) for m in self.members))
 
 
 def background_total(lumi_fb: float, sigma_b_fb: float) -> float:

@@ -5,6 +5,9 @@ hyperparameters, the ``state_dict`` and free-form metadata of numbers and string
 built with a sign-flip symmetry (:mod:`flowsim.flows.symmetry`), the names of the flipped
 features under ``sign_flip``, and the weights are the wrapped flow's. :func:`load_flow`
 rebuilds the flow through the registry, after the checks of :mod:`flowsim.model_files`.
+A Bayesian flow (:mod:`flowsim.flows.bayesian`) is one whose ``params`` hold ``bayesian``: the
+registry rebuilds its variational layers, whose means and rho (the widths) are its weights (a frozen
+draw is not saved: it is a seed, not a weight).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from flowsim.flows.bayesian import bayesian_settings, is_bayesian, variational_layers
 from flowsim.flows.peers import ZukoFlow
 from flowsim.flows.registry import FLOWS, build_flow, hyperparameters
 from flowsim.flows.symmetry import SignFlipMixture, signs_of
@@ -45,11 +49,28 @@ def save_flow(
     unknown = [f for f in sign_flip if f not in features]
     if unknown:
         raise ValueError(f"sign_flip names {unknown}, which are not among the features {list(features)}")
+    _check_bayesian(flow, params)
     save_model_file(
         path, flow, format_version=FORMAT_VERSION, model=model, n_features=len(features),
         features=list(features), params=dict(params), metadata=dict(metadata or {}),
         sign_flip=list(sign_flip),
     )  # fmt: skip
+
+
+def _check_bayesian(flow: nn.Module, params: dict[str, Any]) -> None:
+    """The ``bayesian`` entry of ``params`` must describe ``flow``, or the file would load as
+    another model (refused then, or with another prior)."""
+    stated = params.get("bayesian")
+    if is_bayesian(flow) != (stated is not None):
+        raise ValueError(
+            f"the flow is {'' if is_bayesian(flow) else 'not '}Bayesian but params "
+            f"{'lack' if stated is None else 'give'} a 'bayesian' entry"
+        )
+    if stated is not None:
+        prior = bayesian_settings(stated)["prior_std"]
+        held = sorted({layer.prior_std for layer in variational_layers(flow)})
+        if held != [prior]:
+            raise ValueError(f"params give bayesian.prior_std = {prior}, the flow's layers have {held}")
 
 
 def _check_peer_size(path: str | os.PathLike[str], model: str, n_features: int, params: dict, state: dict) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 import torch.nn as nn
 
 from .base import DensityModel, check_known
+from .bayesian import bayesian_settings, bayesianize
 from .glow import Glow
 from .mademog import MADEMOG, MAFMADEMOG
 from .maf import MAF
@@ -14,7 +15,7 @@ from .nsf_coupling import NSFCoupling
 from .peers import ZukoMAF, ZukoNSF, ZukoNSFCoupling
 from .rqs import RQS
 
-__all__ = ["FLOWS", "PEERS", "build_flow", "hyperparameters"]
+__all__ = ["FLOWS", "OPTIONS", "PEERS", "accepted_params", "build_flow", "hyperparameters"]
 
 #: Flow families by config name; the config schema's ``model`` enum is tied to it by a test.
 FLOWS: dict[str, type[DensityModel]] = {
@@ -31,6 +32,10 @@ FLOWS: dict[str, type[DensityModel]] = {
 }
 #: The registry entries that are another library's flows, not flowsim's.
 PEERS: tuple[str, ...] = ("zuko_maf", "zuko_nsf", "zuko_nsf_coupling")
+#: Options every flowsim family (not the peers) takes besides its hyperparameters, with their
+#: defaults: ``bayesian``, the settings of a Bayesian flow (:mod:`flowsim.flows.bayesian`:
+#: ``prior_std``, ``init_std``), None for a deterministic one.
+OPTIONS: dict[str, Any] = {"bayesian": None}
 
 
 def _flow_class(model: str) -> type[DensityModel]:
@@ -53,6 +58,17 @@ def hyperparameters(model: str) -> dict[str, Any]:
     return _flow_class(model).hyperparameters()
 
 
+def accepted_params(model: str) -> dict[str, Any]:
+    """Every key a run's ``params`` may give ``model``, with its default: its
+    :func:`hyperparameters` and, for flowsim's families, the :data:`OPTIONS`.
+
+    Example:
+        >>> "bayesian" in accepted_params("maf"), "bayesian" in accepted_params("zuko_maf")
+        (True, False)
+    """
+    return {**hyperparameters(model), **({} if model in PEERS else OPTIONS)}
+
+
 def build_flow(model: str, n_features: int, **hyper: Any) -> nn.Module:
     """Build the flow ``model`` on ``n_features`` features.
 
@@ -60,6 +76,9 @@ def build_flow(model: str, n_features: int, **hyper: Any) -> nn.Module:
         model: A key of :data:`FLOWS`.
         n_features: The number of features :math:`D`.
         hyper: Hyperparameters (see :func:`hyperparameters`); missing ones take their defaults.
+            For flowsim's families also ``bayesian``: a mapping of the settings of
+            :func:`~flowsim.flows.bayesian.bayesianize` (``{}`` for the defaults) makes the flow's
+            conditioners variational; None (the default) leaves it deterministic.
 
     Raises:
         ValueError: For an unknown model (listing the valid ones), an unknown hyperparameter
@@ -74,5 +93,8 @@ def build_flow(model: str, n_features: int, **hyper: Any) -> nn.Module:
         torch.Size([4])
     """
     cls = _flow_class(model)
-    check_known(f"flow {model!r}", hyper, cls.hyperparameters())
-    return cls(n_features, **hyper)
+    check_known(f"flow {model!r}", hyper, accepted_params(model))
+    bayesian = hyper.pop("bayesian", None)
+    settings = bayesian_settings(bayesian) if bayesian is not None else None  # refused before any build
+    flow = cls(n_features, **hyper)
+    return flow if settings is None else bayesianize(flow, **settings)

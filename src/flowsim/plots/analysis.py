@@ -8,7 +8,11 @@ r"""Plots of the search: classifier scores (paper Figs. 14-15) and the luminosit
   with the 5% exclusion level;
 * :func:`plot_upper_limits`: the 95% CL upper limit on μ against the luminosity: the MC
   reference's expected limit with its ±1σ (green) and ±2σ (yellow) bands, its observed limit,
-  and the ML background's observed and expected limits.
+  and the ML background's observed and expected limits (and the expected limit with the
+  surrogate uncertainty, for a run with an ensemble);
+* :func:`plot_templates`: the fitted templates after the cut, MC reference against the ML
+  prediction with its statistical error and its surrogate (ensemble) uncertainty, with the
+  ML/MC ratio.
 
 Failed scan points (NaN values) are left out of the lines and their number is printed on the
 plot, never hidden.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -25,19 +30,24 @@ import numpy as np
 from flowsim.analysis.results import PointResult
 from flowsim.metrics.histograms import normalised_hist, ratio_with_errors
 from flowsim.plots.distributions import draw_ratio_points
+from flowsim.plots.labels import feature_label
 from flowsim.plots.style import ALT_COLOR, DENSITY_LABEL, GEN_COLOR, MC_COLOR, MC_EDGE, hep_style, save_figure
 
 __all__ = [
     "LUMI_LABEL",
+    "TemplatePanel",
     "plot_classifier_scores",
     "plot_mu_hat",
     "plot_pvalues",
+    "plot_templates",
     "plot_upper_limits",
     "scan_title",
 ]
 
 LUMI_LABEL = r"integrated luminosity $L$ [fb$^{-1}$]"
 SIGNAL_COLOR = ALT_COLOR
+#: The ML prediction with the surrogate (ensemble) uncertainty in the fit.
+SURROGATE_COLOR = "#964a8b"
 BAND_1SIGMA = "#00cc00"
 BAND_2SIGMA = "#ffcc00"
 #: p-values below this (e.g. p_b = 0 at a 10σ excess) are drawn at it on the log axis.
@@ -145,6 +155,7 @@ def plot_mu_hat(
         ax.axhline(1.0, color="k", lw=1, ls=":", label=r"injected $\mu = 1$")
         for label, color, shift, name in (
             ("mc", MC_EDGE, 1 / 1.02, "MC reference"), ("ml", GEN_COLOR, 1.02, "ML background"),
+            ("ml_surrogate", SURROGATE_COLOR, 1.04, "ML, with surrogate uncertainty"),
         ):  # fmt: skip
             pts = by.get(label, [])
             if pts:
@@ -200,7 +211,7 @@ def plot_upper_limits(
 ) -> None:
     """Upper limits on μ against the luminosity with the MC reference's bands (Figs. 21-22)."""
     by = _split(points)
-    mc, ml = by.get("mc", []), by.get("ml", [])
+    mc, ml, ml_surrogate = by.get("mc", []), by.get("ml", []), by.get("ml_surrogate", [])
     with hep_style():
         fig, ax = plt.subplots(figsize=(8, 6))
         if mc:
@@ -216,6 +227,10 @@ def plot_upper_limits(
             ax.plot(lumi, _column(ml, "ul_obs"), "-o", ms=3, color=GEN_COLOR, lw=1.5,
                     label="ML observed (Asimov)")  # fmt: skip
             ax.plot(lumi, _column(ml, "ul_exp"), "--", color=GEN_COLOR, lw=1.5, label="ML expected")
+        if ml_surrogate:
+            lumi = _column(ml_surrogate, "lumi_fb")
+            ax.plot(lumi, _column(ml_surrogate, "ul_exp"), "--", color=SURROGATE_COLOR, lw=1.5,
+                    label="ML expected, with surrogate unc.")  # fmt: skip
         ax.axhline(1.0, color="grey", lw=1, ls=":")
         ax.set_yscale("log")
         _lumi_axis(ax, points)
@@ -227,4 +242,77 @@ def plot_upper_limits(
         ax.set_title(title, fontsize="medium")
         ax.legend(fontsize="x-small", ncol=2, loc="upper right", frameon=False)
         _failed_note(ax, points)
+        save_figure(fig, path)
+
+
+class TemplatePanel(NamedTuple):
+    """One observable's templates after the cut, as efficiencies per bin (cut and bin).
+
+    ``ml_surrogate`` is the per-bin surrogate uncertainty of the ML efficiency (None without
+    an ensemble); ``n_mc``, ``n_ml`` the events before the cut behind each template.
+    """
+
+    observable: str
+    edges: np.ndarray
+    mc: np.ndarray
+    mc_error: np.ndarray
+    ml: np.ndarray
+    ml_error: np.ndarray
+    ml_surrogate: np.ndarray | None
+    n_mc: int
+    n_ml: int
+    members: int
+
+
+def plot_templates(
+    panels: Sequence[TemplatePanel], path: str | os.PathLike[str], *, run: str,
+    ratio_range: tuple[float, float] = (0.8, 1.2),
+) -> None:  # fmt: skip
+    r"""The fitted templates, MC reference against the ML prediction, one column per observable.
+
+    Top: efficiency per unit of the observable (:math:`\varepsilon_i/\Delta x_i`) of the MC
+    reference (grey, its statistical band) and of the ML prediction (points, statistical error;
+    the surrogate uncertainty as a band around them). Bottom: ML/MC with the MC band around 1.
+    """
+    with hep_style():
+        fig, axes = plt.subplots(
+            2, len(panels), figsize=(8 * len(panels), 7.5), squeeze=False,
+            gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05, "wspace": 0.3},
+        )  # fmt: skip
+        for column, panel in enumerate(panels):
+            ax, rax = axes[0, column], axes[1, column]
+            edges = np.asarray(panel.edges, dtype=float)
+            width, centres = np.diff(edges), 0.5 * (edges[1:] + edges[:-1])
+            ax.stairs(panel.mc / width, edges, fill=True, color=MC_COLOR, ec=MC_EDGE,
+                      label=f"MC reference ({panel.n_mc:.3g} events)")  # fmt: skip
+            ax.stairs((panel.mc + panel.mc_error) / width, edges, baseline=(panel.mc - panel.mc_error) / width,
+                      fill=True, color=MC_EDGE, alpha=0.3, lw=0)  # fmt: skip
+            members = f", {panel.members} members" if panel.members > 1 else ""
+            ax.errorbar(centres, panel.ml / width, yerr=panel.ml_error / width, fmt="o", ms=3,
+                        color=GEN_COLOR, label=f"ML, {run} ({panel.n_ml:.3g} events{members})")  # fmt: skip
+            ratio = ratio_with_errors(panel.ml, panel.ml_error, panel.mc, panel.mc_error)
+            if panel.ml_surrogate is not None:
+                band = panel.ml_surrogate
+                ax.stairs((panel.ml + band) / width, edges, baseline=(panel.ml - band) / width, fill=True,
+                          color=SURROGATE_COLOR, alpha=0.35, lw=0, label="surrogate uncertainty")  # fmt: skip
+                rel = np.divide(band, panel.mc, out=np.full_like(band, np.nan), where=panel.mc > 0)
+                rax.stairs(ratio.ratio + rel, edges, baseline=ratio.ratio - rel, fill=True,
+                           color=SURROGATE_COLOR, alpha=0.35, lw=0)  # fmt: skip
+            rax.axhline(1.0, color=MC_EDGE, lw=1)
+            rax.fill_between(centres, 1 - ratio.error_den, 1 + ratio.error_den, step="mid",
+                             color=MC_COLOR, alpha=0.5, lw=0)  # fmt: skip
+            draw_ratio_points(rax, centres, ratio.ratio, ratio.error_num, ylim=ratio_range, color=GEN_COLOR)
+            rax.set_ylim(*ratio_range)
+            rax.set_xlim(edges[0], edges[-1])
+            ax.set_xlim(edges[0], edges[-1])
+            ax.set_ylabel(r"$\varepsilon_i / \Delta x_i$")
+            ax.set_yscale("log")
+            positive = panel.mc[panel.mc > 0] / width[panel.mc > 0]
+            if positive.size:  # room above the histograms for the legend
+                ax.set_ylim(positive.min() / 3, positive.max() * 30)
+            rax.set_ylabel("ML / MC")
+            score = panel.observable == "score"
+            rax.set_xlabel(r"classifier score $D(x)$" if score else feature_label(panel.observable))
+            ax.legend(fontsize="x-small", loc="upper right")
+            ax.tick_params(labelbottom=False)
         save_figure(fig, path)

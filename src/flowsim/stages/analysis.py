@@ -3,13 +3,18 @@ then luminosity scans of pyhf fits and limits with the MC background replaced by
 generated events (paper Sec. 4.5-4.6).
 
 * :func:`plot_selection`: score distributions of MC signal, MC and ML background with their
-  ratio (paper Figs. 14-15) and the kinematics after the cut, MC vs ML (Fig. 16).
+  ratio (paper Figs. 14-15), the kinematics after the cut, MC vs ML (Fig. 16), and the fitted
+  templates with the surrogate uncertainty.
 * :func:`lumi_scan`: the luminosity scan of one run, observable and signal fraction for the
   MC reference and the run's generated background: TSV, pyhf workspaces, plots (Figs. 19-22).
 
 The hold-out samples have fixed roles (paper Sec. 4.4): MC signal (``sig_test_a`` +
 ``sig_test_b``) is the signal template; the Asimov pseudo-data are MC signal + MC background
-``test_a``; the background prediction is MC ``test_b`` (the reference) or a run's generated events.
+``test_a``; the background prediction is MC ``test_b`` (the reference) or a run's generated
+events, as the templates of rule ``fill_templates`` (``analysis.n_template_events`` events, not
+the stored sample). A run with an ``ensemble`` is predicted by its members' pooled template,
+once as it is (``ml``) and once with the members' spread as the surrogate uncertainty
+(``ml_surrogate``, :class:`~flowsim.analysis.templates.EnsembleTemplate`).
 """
 
 from __future__ import annotations
@@ -26,13 +31,14 @@ import numpy as np
 from flowsim.analysis.config import AnalysisConfig, alpha_label
 from flowsim.analysis.results import PointResult
 from flowsim.analysis.selection import SampleFiles, read_scores, read_selected, read_selected_events
-from flowsim.analysis.templates import Template, make_template
+from flowsim.analysis.templates import EnsembleTemplate, Template, make_template
 from flowsim.stages import PathLike
 
 if TYPE_CHECKING:
     from flowsim.analysis.results import ScanResult
+    from flowsim.plots.analysis import TemplatePanel
 
-__all__ = ["LumiScanOutputs", "SelectionOutputs", "lumi_scan", "plot_selection"]
+__all__ = ["LumiScanOutputs", "SelectionOutputs", "lumi_scan", "ml_prediction_template", "plot_selection"]
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +52,13 @@ class SelectionOutputs:
 
     scores: PathLike
     kinematics: PathLike
+    templates: PathLike
 
 
 @dataclass(frozen=True)
 class Selection:
-    """The classifier scores of each sample, and the features of the background events that
-    pass the cut (rows: events, columns: ``features``)."""
+    """The classifier scores of each sample, the features of the background events that pass
+    the cut (rows: events, columns: ``features``), and the fitted templates of each observable."""
 
     run: str
     cut: float
@@ -59,13 +66,37 @@ class Selection:
     scores: dict[str, np.ndarray]
     mc: np.ndarray
     ml: np.ndarray
+    templates: list[TemplatePanel]
+
+
+def template_panels(
+    *, run: str, section: Mapping[str, Any], mc_prediction: SampleFiles, ml_templates: Sequence[PathLike]
+) -> list[TemplatePanel]:
+    """Each observable's MC reference template and the run's ML prediction (pooled over its
+    ensemble, with the members' surrogate uncertainty), as the scans fit them."""
+    from flowsim.plots.analysis import TemplatePanel
+
+    config = AnalysisConfig.from_mapping(section)
+    panels = []
+    for observable in config.observables:
+        mc = _template(mc_prediction, observable, config, "MC background test_b (reference)")
+        ml = ml_prediction_template(ml_templates, observable, config.edges(observable), run=run)
+        pooled = ml.pooled if isinstance(ml, EnsembleTemplate) else ml
+        surrogate = ml.surrogate_error() if isinstance(ml, EnsembleTemplate) else None
+        panels.append(TemplatePanel(
+            observable, mc.edges, mc.efficiency, mc.error, pooled.efficiency, pooled.error, surrogate,
+            mc.n_total, pooled.n_total, ml.size if isinstance(ml, EnsembleTemplate) else 1,
+        ))  # fmt: skip
+    return panels
 
 
 def read_selection(
     *, run: str, signal: SampleFiles, mc_background: SampleFiles, ml_background: SampleFiles,
-    features: Sequence[str], cut: float,
+    features: Sequence[str], cut: float, section: Mapping[str, Any], mc_prediction: SampleFiles,
+    ml_templates: Sequence[PathLike],
 ) -> Selection:  # fmt: skip
-    """The scores of MC signal, MC and ML background; the background events after ``score > cut``."""
+    """The scores of MC signal, MC and ML background; the background events after ``score > cut``;
+    the templates (:func:`template_panels`)."""
     scores = {
         name: read_scores(files)
         for name, files in (("signal", signal), ("mc", mc_background), ("ml", ml_background))
@@ -79,12 +110,14 @@ def read_selection(
             f"too few events pass score > {cut} to plot ({len(mc)} MC, {len(ml)} {run}); "
             "lower analysis.cut or generate more events"
         )
-    return Selection(run, cut, features, scores, mc, ml)
+    panels = template_panels(run=run, section=section, mc_prediction=mc_prediction, ml_templates=ml_templates)
+    return Selection(run, cut, features, scores, mc, ml, panels)
 
 
 def write_selection_plots(selection: Selection, outputs: SelectionOutputs) -> None:
-    """Score distributions with the ML/MC ratio, and the features after the cut, MC vs ML."""
-    from flowsim.plots.analysis import plot_classifier_scores
+    """Score distributions with the ML/MC ratio, the features after the cut, MC vs ML, and the
+    fitted templates."""
+    from flowsim.plots.analysis import plot_classifier_scores, plot_templates
     from flowsim.plots.distributions import plot_feature_grid
 
     s, cut, run = selection.scores, selection.cut, selection.run
@@ -93,6 +126,7 @@ def write_selection_plots(selection: Selection, outputs: SelectionOutputs) -> No
         selection.mc, selection.ml, selection.features, outputs.kinematics,
         mc_label=f"MC background, score > {cut:g}", gen_label=f"{run}, score > {cut:g}",
     )  # fmt: skip
+    plot_templates(selection.templates, outputs.templates, run=run)
 
 
 def plot_selection(outputs: SelectionOutputs, **inputs: Any) -> Selection:
@@ -147,9 +181,39 @@ def _one_alpha(config: AnalysisConfig, observable: str, alpha: float) -> Analysi
     return dataclasses.replace(config, alphas=(config.alphas[labels.index(alpha_label(alpha))],))
 
 
+def ml_prediction_template(
+    files: Sequence[PathLike], observable: str, edges: np.ndarray, *, run: str
+) -> Template | EnsembleTemplate:
+    """The run's ML prediction of ``observable``: the template of its one template file, or
+    the :class:`~flowsim.analysis.templates.EnsembleTemplate` of its members' files.
+
+    Raises:
+        ValueError: no file, or a template on other bins than the configuration's (stale
+            templates: rerun fill_templates), naming the file.
+    """
+    from flowsim.analysis.template_files import read_templates
+
+    if not files:
+        raise ValueError(f"run {run}: no template file to predict the background with")
+    members = []
+    for path in files:
+        template = read_templates(path)[observable]
+        if not np.array_equal(template.edges, edges):
+            raise ValueError(
+                f"{path}: the {observable} template has other bins than analysis.observables "
+                "and analysis.n_bins ask for; refill it (rule fill_templates)"
+            )
+        members.append(template)
+    log.info(
+        "run %s: %s templates of %d member(s), %d generated events each after the finite check",
+        run, observable, len(members), members[0].n_total,
+    )  # fmt: skip
+    return members[0] if len(members) == 1 else EnsembleTemplate(tuple(members))
+
+
 def scan_luminosity(
     *, run: str, observable: str, alpha: float, section: Mapping[str, Any], signal: SampleFiles,
-    data_background: SampleFiles, mc_prediction: SampleFiles, ml_prediction: SampleFiles,
+    data_background: SampleFiles, mc_prediction: SampleFiles, ml_templates: Sequence[PathLike],
 ) -> LumiScan:  # fmt: skip
     """Scan the luminosity with the MC reference and the run's generated background
     (:func:`~flowsim.analysis.scan.scan_observable`)."""
@@ -160,7 +224,7 @@ def scan_luminosity(
     data_t = _template(data_background, observable, config, "MC background test_a (data)")
     predictions = {
         "mc": _template(mc_prediction, observable, config, "MC background test_b (reference)"),
-        "ml": _template(ml_prediction, observable, config, f"generated background ({run})"),
+        "ml": ml_prediction_template(ml_templates, observable, config.edges(observable), run=run),
     }
     scans = scan_observable(signal_t, data_t, predictions, config=config, observable=observable)
     return LumiScan(run, observable, config, list(scans))

@@ -4,31 +4,42 @@
   stopping on the validation split; write the model, its history and the loss curve.
 * :func:`sample_flow`: draw a run's generated events (in data units) into a ROOT file, with
   the sampling speed and the count of non-finite events.
+* :func:`fill_templates`: draw many more of them, score, cut and histogram them on the fly
+  into the run's binned templates (no event file), with their cut flow and throughput.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from flowsim import io
 from flowsim.data.scaling import Scaler, load_scaler
 from flowsim.data.splits import nested_subset
+from flowsim.flows.bayesian import elbo_loss, is_bayesian
 from flowsim.flows.persist import load_flow, save_flow
 from flowsim.flows.registry import build_flow
 from flowsim.flows.symmetry import RandomSignFlip, SignFlipMixture, signs_of, with_mirror_images
-from flowsim.runs import RunSpec, n_generated_events
-from flowsim.sampling import SamplingReport, generate_to_root
+from flowsim.runs import RunSpec, bootstrap_multiplicities, n_generated_events
+from flowsim.sampling import GeneratedChunks, SamplingReport, generate_to_root
 from flowsim.stages import PathLike
 from flowsim.training import TrainResult, configure_torch, evaluate, resolve_device, train, write_history
 
+if TYPE_CHECKING:
+    from flowsim.analysis.filling import FilledTemplates
+
 __all__ = [
+    "FillTemplatesOutputs",
     "SampleFlowOutputs",
     "TrainFlowOutputs",
     "TrainedFlow",
+    "fill_templates",
     "negative_log_likelihood",
     "sample_flow",
     "train_flow",
@@ -54,6 +65,14 @@ class SampleFlowOutputs:
 
     events: PathLike
     timing: PathLike
+
+
+@dataclass(frozen=True)
+class FillTemplatesOutputs:
+    """The outputs of rule ``fill_templates``."""
+
+    templates: PathLike
+    summary: PathLike
 
 
 @dataclass(frozen=True)
@@ -101,6 +120,21 @@ def _training_subset(x_train: torch.Tensor, spec: RunSpec) -> torch.Tensor:
     return x_train[torch.from_numpy(keep).to(x_train.device)]
 
 
+def _bootstrap_replica(x_train: torch.Tensor, spec: RunSpec) -> torch.Tensor:
+    """The training events repeated by their Poisson(1) multiplicities
+    (:func:`~flowsim.runs.bootstrap_multiplicities`, seeded with the run's training seed).
+
+    Repeating rows is the bootstrap exactly: an event drawn k times weighs k in every epoch's
+    loss, as Poisson(1) weights would, and the training loop needs no weights."""
+    counts = bootstrap_multiplicities(len(x_train), spec.training.seed)
+    index = torch.from_numpy(np.repeat(np.arange(len(x_train)), counts)).to(x_train.device)
+    log.info(
+        "run %s: bootstrap replica of %d events (%d distinct of %d, largest multiplicity %d)",
+        spec.name, len(index), int(np.count_nonzero(counts)), len(x_train), int(counts.max(initial=0)),
+    )  # fmt: skip
+    return x_train[index]
+
+
 def train_flow_model(
     spec: RunSpec, *, train_events: PathLike, val_events: PathLike, scaler: PathLike, checkpoint: PathLike
 ) -> TrainedFlow:
@@ -110,6 +144,14 @@ def train_flow_model(
     that sign-flip symmetry (:mod:`flowsim.flows.symmetry`): training events are flipped at
     random, early stopping watches the validation split and its mirror image, and the model is
     the symmetric mixture.
+
+    A Bayesian flow (``params.bayesian``, :mod:`flowsim.flows.bayesian`) trains on the negative
+    ELBO per event, mean NLL + KL / N with N the number of training events
+    (:func:`~flowsim.flows.bayesian.elbo_loss`; the history's ``train_loss`` is that), and
+    validates, stops early and keeps the best epoch on the NLL of its mean weights: a
+    deterministic number (one draw would make the stopping follow the draw's noise, and the KL
+    does not depend on the validation events), comparable with the deterministic runs' and with
+    the flow that is sampled by default.
 
     Arguments:
         spec: The run.
@@ -130,6 +172,8 @@ def train_flow_model(
     x_train = _scaled_tensor(train_events, scaler_obj, device)
     if spec.train_events is not None:
         x_train = _training_subset(x_train, spec)
+    if spec.bootstrap:
+        x_train = _bootstrap_replica(x_train, spec)
     x_val = _scaled_tensor(val_events, scaler_obj, device)
     flipped = list(scaler_obj.odd_features)
     signs = signs_of(features, flipped).to(device)
@@ -142,9 +186,10 @@ def train_flow_model(
     log.info("run %s: %d parameters", spec.name, sum(p.numel() for p in flow.parameters()))
     if flipped:
         log.info("run %s: symmetric under the sign flip of %s", spec.name, ", ".join(flipped))
+    loss_fn = elbo_loss(len(x_train)) if is_bayesian(flow) else negative_log_likelihood
     result = train(
         flow,
-        negative_log_likelihood,
+        loss_fn,
         (x_train,),
         (with_mirror_images(x_val, signs) if flipped else x_val,),
         spec.training,
@@ -267,3 +312,78 @@ def sample_flow(
     )  # fmt: skip
     io.write_tsv(outputs.timing, [report.as_row()], list(report.as_row()))
     return report
+
+
+def _weights(flow: torch.nn.Module, weight_draw: int | None, model: PathLike) -> contextlib.AbstractContextManager:
+    """The flow's weights to sample with: as trained, or one frozen draw of a Bayesian flow."""
+    from flowsim.flows.bayesian import frozen_draw, is_bayesian
+
+    if weight_draw is None:
+        return contextlib.nullcontext()
+    if not is_bayesian(flow):
+        raise ValueError(f"{model}: weight draw {weight_draw} asked for, but the flow is not Bayesian")
+    log.info("sampling weight draw %d of the Bayesian flow %s", weight_draw, model)
+    return frozen_draw(flow, weight_draw)
+
+
+def fill_templates(
+    outputs: FillTemplatesOutputs,
+    *,
+    run: str,
+    model: PathLike,
+    scaler: PathLike,
+    classifier: PathLike,
+    classifier_scaler: PathLike,
+    reference: PathLike,
+    n_events: int | str,
+    section: dict,
+    chunk_size: int,
+    seed: int,
+    device: str,
+    max_nonfinite_fraction: float = 1e-3,
+    weight_draw: int | None = None,
+    threads: int = 1,
+) -> FilledTemplates:
+    """Rule ``fill_templates``: the run's after-cut templates of every observable of the
+    ``analysis`` ``section``, filled from ``n_events`` generated events without storing them.
+
+    The events are those :func:`sample_flow` would write with the same ``seed`` and
+    ``chunk_size`` (:class:`~flowsim.sampling.GeneratedChunks`), scored by the signal
+    classifier on the run's device. The templates go to ``outputs.templates`` (ROOT, see
+    :mod:`flowsim.analysis.template_files`), the cut flow and throughput to ``outputs.summary``.
+
+    Arguments:
+        n_events: a number of events, or ``"Nx"``: N times the events of ``reference``.
+        weight_draw: defaults to None (the flow as trained; a Bayesian flow's mean weights);
+            else the seed of one frozen draw of a Bayesian flow's weights
+            (:func:`~flowsim.flows.bayesian.frozen_draw`), an ensemble member.
+    """
+    from flowsim.analysis.config import AnalysisConfig
+    from flowsim.analysis.filling import fill_from_chunks
+    from flowsim.analysis.signal_classifier import load_classifier
+    from flowsim.analysis.template_files import write_templates
+
+    configure_torch(threads)
+    flow, info, scaler_obj = _checked_model(model, scaler, device)
+    config = AnalysisConfig.from_mapping(section)
+    net, net_info = load_classifier(classifier, resolve_device(device))
+    net_scaler = load_scaler(classifier_scaler)
+    if list(net_scaler.features) != list(net_info["features"]):
+        raise ValueError(
+            f"{classifier_scaler} scales {list(net_scaler.features)} but {classifier} expects {net_info['features']}"
+        )
+    n = n_generated_events(n_events, io.root_entries(reference))
+    log.info("filling the templates of %s from %d events of %s (%s)", list(config.observables), n, model, info["model"])
+    chunks = GeneratedChunks(
+        flow, scaler_obj, n, chunk_size=chunk_size, seed=seed,
+        max_nonfinite_fraction=max_nonfinite_fraction, name=f"run {run}",
+    )  # fmt: skip
+    edges = {name: config.edges(name) for name in config.observables}
+    with _weights(flow, weight_draw, model):
+        filled = fill_from_chunks(chunks, net, net_scaler, cut=config.cut, edges=edges)
+    write_templates(
+        outputs.templates, filled.histograms, n_generated=filled.n_generated,
+        n_finite=filled.n_finite, n_selected=filled.n_selected, title=f"run {run}",
+    )  # fmt: skip
+    io.write_json(outputs.summary, {"run": run, "model": str(model), **filled.summary()})
+    return filled

@@ -1,0 +1,194 @@
+r"""Binned templates filled chunk by chunk, and their ROOT file (``results/templates/{run}``).
+
+A template file holds one ``TH1D`` per observable (the events after the classifier cut, with
+ROOT's under- and overflow bins and the sums of weights and of squared weights), and the
+``TH1D`` ``cutflow`` whose three bins count the events asked for, those with every feature
+finite, and those selected. Generated events are unweighted, so both sums equal the counts; the
+reader refuses weighted histograms rather than round them. :func:`read_templates` turns each
+histogram into a :class:`~flowsim.analysis.templates.Template` with ``N`` = the finite events,
+as histogramming a stored sample of the same events would (rows with a non-finite feature are
+not part of a stored sample either).
+
+ROOT conventions: bin 0 is the underflow, bin K + 1 the overflow; bins are ``[a, b)`` except the
+last in-range bin, which includes its upper edge (numpy's convention, as
+:func:`~flowsim.analysis.templates.make_template`): a value exactly on the upper edge is counted
+in bin K, not in the overflow.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from flowsim.analysis.templates import Template, check_edges
+
+__all__ = ["CUTFLOW", "CUTFLOW_STEPS", "BinnedCounts", "TemplateFile", "read_templates", "write_templates"]
+
+#: Name of the cut-flow histogram.
+CUTFLOW = "cutflow"
+#: Its bins, in order.
+CUTFLOW_STEPS = ("generated", "finite", "selected")
+
+
+@dataclass
+class BinnedCounts:
+    """A histogram of unweighted values, filled chunk by chunk in constant memory.
+
+    Counts per bin (``counts``, shape (K,)), below ``edges[0]`` (``underflow``), above
+    ``edges[-1]`` (``overflow``), non-finite (``nonfinite``, in no bin), and the in-range sums
+    of x and x² (ROOT's ``fTsumwx``, ``fTsumwx2``, for the mean and RMS a TBrowser shows).
+    Filling chunks one after another gives exactly the histogram of their concatenation.
+    """
+
+    edges: np.ndarray
+    counts: np.ndarray = field(init=False)
+    underflow: int = 0
+    overflow: int = 0
+    nonfinite: int = 0
+    sum_x: float = 0.0
+    sum_x2: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.edges = check_edges(self.edges)
+        self.counts = np.zeros(self.edges.size - 1, dtype=np.int64)
+
+    def fill(self, values: np.ndarray) -> None:
+        """Add ``values`` (1-D), compared in float64 as :func:`make_template` compares them."""
+        values = np.asarray(values, dtype=float)
+        finite = np.isfinite(values)
+        self.nonfinite += int(values.size - np.count_nonzero(finite))
+        values = values[finite]
+        lo, hi = self.edges[0], self.edges[-1]
+        self.underflow += int(np.count_nonzero(values < lo))
+        self.overflow += int(np.count_nonzero(values > hi))
+        counts, _ = np.histogram(values, bins=self.edges)
+        self.counts += counts
+        inside = values[(values >= lo) & (values <= hi)]
+        self.sum_x += float(inside.sum())
+        self.sum_x2 += float(np.square(inside).sum())
+
+    def template(self, n_total: int) -> Template:
+        """The :class:`Template` of these counts for ``n_total`` events before the cut."""
+        return Template(self.edges, self.counts, n_total, self.underflow, self.overflow, self.nonfinite)
+
+
+@dataclass(frozen=True)
+class TemplateFile:
+    """What a template file holds: the cut flow and one template per observable."""
+
+    n_generated: int
+    n_finite: int
+    n_selected: int
+    templates: Mapping[str, Template]
+
+    def __getitem__(self, observable: str) -> Template:
+        if observable not in self.templates:
+            raise KeyError(f"no template of {observable!r}; the file has {sorted(self.templates)}")
+        return self.templates[observable]
+
+
+def _th1d(name: str, title: str, edges: np.ndarray, contents: np.ndarray, sums: tuple[float, float, float]):
+    """A ROOT TH1D of unweighted counts; ``contents`` includes under- and overflow (K + 2)."""
+    from uproot.writing.identify import to_TAxis, to_TH1x
+
+    contents = np.asarray(contents, dtype=np.float64)
+    uniform = np.allclose(np.diff(edges), edges[1] - edges[0], rtol=1e-12, atol=0.0)
+    axis = to_TAxis(
+        "xaxis", "", edges.size - 1, float(edges[0]), float(edges[-1]),
+        fXbins=np.array([], dtype=np.float64) if uniform else np.asarray(edges, dtype=np.float64),
+    )  # fmt: skip
+    n_in, sum_x, sum_x2 = sums
+    return to_TH1x(
+        name, title, contents, fEntries=float(contents.sum()), fTsumw=n_in, fTsumw2=n_in,
+        fTsumwx=sum_x, fTsumwx2=sum_x2, fSumw2=contents.copy(), fXaxis=axis,
+    )  # fmt: skip
+
+
+def write_templates(
+    path: str | os.PathLike[str],
+    histograms: Mapping[str, BinnedCounts],
+    *,
+    n_generated: int,
+    n_finite: int,
+    n_selected: int,
+    title: str = "",
+) -> None:
+    """Write the cut flow and one TH1D per observable to ``path``, atomically.
+
+    Raises:
+        ValueError: an observable named like the cut flow, or counts that do not add up
+            (``n_selected`` must equal every histogram's entries, ``n_finite <= n_generated``).
+    """
+    import uproot
+
+    from flowsim.io import atomic_output
+
+    if CUTFLOW in histograms:
+        raise ValueError(f"an observable may not be called {CUTFLOW!r}: the cut flow has that name")
+    if not 0 <= n_selected <= n_finite <= n_generated:
+        raise ValueError(
+            f"the cut flow must not grow: {n_generated} generated, {n_finite} finite, {n_selected} selected"
+        )
+    for name, h in histograms.items():
+        entries = int(h.counts.sum()) + h.underflow + h.overflow + h.nonfinite
+        if entries != n_selected:
+            raise ValueError(f"histogram {name!r} holds {entries} entries but {n_selected} events were selected")
+    steps = np.array([0.0, n_generated, n_finite, n_selected, 0.0])
+    with atomic_output(path, suffix=".root") as tmp, uproot.recreate(tmp) as f:
+        f[CUTFLOW] = _th1d(
+            CUTFLOW, f"{title} events: " + ", ".join(CUTFLOW_STEPS).strip(),
+            np.arange(len(CUTFLOW_STEPS) + 1, dtype=float), steps,
+            (float(steps.sum()), float(np.dot(steps[1:-1], np.arange(3) + 0.5)),
+             float(np.dot(steps[1:-1], (np.arange(3) + 0.5) ** 2))),
+        )  # fmt: skip
+        for name, h in histograms.items():
+            contents = np.concatenate([[h.underflow], h.counts, [h.overflow]])
+            f[name] = _th1d(name, f"{title} {name}, after the cut".strip(), h.edges, contents,
+                            (float(h.counts.sum()), h.sum_x, h.sum_x2))  # fmt: skip
+
+
+def _counts(path: str | os.PathLike[str], name: str, hist) -> np.ndarray:
+    values = np.asarray(hist.values(flow=True), dtype=float)
+    variances = np.asarray(hist.variances(flow=True), dtype=float)
+    if not np.array_equal(values, variances) or np.any(values != np.round(values)) or np.any(values < 0):
+        raise ValueError(
+            f"{path}: histogram {name!r} is weighted (sum of squared weights differs from the sum of "
+            "weights, or a count is not a non-negative integer); templates need unweighted counts"
+        )
+    return values.astype(np.int64)
+
+
+def read_templates(path: str | os.PathLike[str]) -> TemplateFile:
+    """Read a file of :func:`write_templates` back; ``N`` of each template is the finite events.
+
+    Raises:
+        ValueError: no cut flow, weighted histograms, or counts that do not add up, naming ``path``.
+    """
+    import uproot
+
+    with uproot.open(path) as f:
+        names = sorted({key.split(";")[0] for key in f.keys(cycle=True, recursive=False)})
+        if CUTFLOW not in names:
+            raise ValueError(f"{path}: no {CUTFLOW!r} histogram; not a template file of fill_templates")
+        flow = _counts(path, CUTFLOW, f[CUTFLOW])[1:-1]
+        if flow.size != len(CUTFLOW_STEPS):
+            raise ValueError(f"{path}: the cut flow has {flow.size} bins, expected {len(CUTFLOW_STEPS)}")
+        n_generated, n_finite, n_selected = (int(v) for v in flow)
+        templates = {}
+        for name in names:
+            if name == CUTFLOW:
+                continue
+            hist = f[name]
+            counts = _counts(path, name, hist)
+            if int(counts.sum()) > n_selected:
+                raise ValueError(f"{path}: histogram {name!r} holds more entries than the {n_selected} selected events")
+            # selected events in no bin and not under/overflow had a non-finite value
+            nonfinite = n_selected - int(counts.sum())
+            templates[name] = Template(
+                np.asarray(hist.axis().edges(), dtype=float), counts[1:-1], n_finite,
+                int(counts[0]), int(counts[-1]), nonfinite,
+            )  # fmt: skip
+    return TemplateFile(n_generated, n_finite, n_selected, templates)

@@ -16,7 +16,7 @@ from tests.workflow.runner import ROOT, TINY_CONFIG, snakemake
 
 PAPER = ROOT / "config" / "paper.yaml"
 PROFILES = ROOT / "workflow" / "profiles"
-GPU_RULES = {"train_flow", "sample_flow", "train_classifier", "score_and_cut", "reweight"}
+GPU_RULES = {"train_flow", "sample_flow", "fill_templates", "train_classifier", "score_and_cut", "reweight"}
 
 
 def _resources_by_rule(output: str) -> dict[str, list[dict[str, str]]]:

@@ -152,6 +152,15 @@ def draw_name(run: str, k: int) -> str:
     return f"{run}.draw{k}"
 
 
+def _check_members(spec: RunSpec, members: object) -> int:
+    """An ensemble's number of members: an integer of at least 2 (one member has no spread)."""
+    if isinstance(members, bool) or not isinstance(members, int) or members < 2:
+        raise ConfigError(
+            f"flows.{spec.name}.ensemble.members", f"expected an integer of at least 2, got {members!r}"
+        )
+    return members
+
+
 def weight_draw_members(spec: RunSpec, members: int) -> dict[str, RunSpec]:
     """The ``members`` weight draws of a Bayesian run: the run itself under the names of
     :func:`draw_name` (one training; each draw fills its own templates).
@@ -159,12 +168,10 @@ def weight_draw_members(spec: RunSpec, members: int) -> dict[str, RunSpec]:
     Raises:
         ConfigError: fewer than two members, or a run whose flow is not Bayesian.
     """
-    key = f"flows.{spec.name}.ensemble"
-    if isinstance(members, bool) or not isinstance(members, int) or members < 2:
-        raise ConfigError(f"{key}.members", f"expected an integer of at least 2, got {members!r}")
+    members = _check_members(spec, members)
     if spec.params.get("bayesian") is None:
         raise ConfigError(
-            f"{key}.weight_draws",
+            f"flows.{spec.name}.ensemble.weight_draws",
             f"weight draws need a Bayesian flow: set flows.{spec.name}.params.bayesian (e.g. {{}})",
         )
     return {draw_name(spec.name, k): replace(spec, name=draw_name(spec.name, k)) for k in range(1, members + 1)}
@@ -177,10 +184,7 @@ def ensemble_members(spec: RunSpec, members: int, *, bootstrap: bool = True) -> 
     Raises:
         ConfigError: fewer than two members (one member has no spread).
     """
-    if isinstance(members, bool) or not isinstance(members, int) or members < 2:
-        raise ConfigError(
-            f"flows.{spec.name}.ensemble.members", f"expected an integer of at least 2, got {members!r}"
-        )
+    members = _check_members(spec, members)
     return {
         member_name(spec.name, k): replace(
             spec, name=member_name(spec.name, k),

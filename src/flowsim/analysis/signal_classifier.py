@@ -194,6 +194,20 @@ def load_classifier(
     return model, {k: v for k, v in payload.items() if k != "state_dict"}
 
 
+def load_classifier_and_scaler(
+    model: PathLike, scaler: PathLike, device: str | torch.device = "cpu"
+) -> tuple[MLPClassifier, Scaler]:
+    """The classifier of ``model`` (:func:`load_classifier`) and the scaler it applies, refused
+    if the scaler maps other features than the classifier was trained on."""
+    from flowsim.data.scaling import load_scaler
+
+    classifier, info = load_classifier(model, device)
+    scaler_obj = load_scaler(scaler)
+    if list(scaler_obj.features) != list(info["features"]):
+        raise ValueError(f"{scaler} scales {list(scaler_obj.features)} but {model} expects {info['features']}")
+    return classifier, scaler_obj
+
+
 def score_file(
     model: nn.Module,
     scaler: Scaler,

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from flowsim.analysis.results import ScanResult
     from flowsim.plots.analysis import TemplatePanel
 
-__all__ = ["LumiScanOutputs", "SelectionOutputs", "lumi_scan", "ml_prediction_template", "plot_selection"]
+__all__ = ["LumiScanOutputs", "SelectionOutputs", "lumi_scan", "ml_prediction_templates", "plot_selection"]
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,12 @@ def template_panels(
     from flowsim.plots.analysis import TemplatePanel
 
     config = AnalysisConfig.from_mapping(section)
+    predictions = ml_prediction_templates(
+        ml_templates, {name: config.edges(name) for name in config.observables}, run=run
+    )
     panels = []
-    for observable in config.observables:
+    for observable, ml in predictions.items():
         mc = _template(mc_prediction, observable, config, "MC background test_b (reference)")
-        ml = ml_prediction_template(ml_templates, observable, config.edges(observable), run=run)
         pooled = ml.pooled if isinstance(ml, EnsembleTemplate) else ml
         surrogate = ml.surrogate_error() if isinstance(ml, EnsembleTemplate) else None
         panels.append(TemplatePanel(
@@ -181,11 +183,13 @@ def _one_alpha(config: AnalysisConfig, observable: str, alpha: float) -> Analysi
     return dataclasses.replace(config, alphas=(config.alphas[labels.index(alpha_label(alpha))],))
 
 
-def ml_prediction_template(
-    files: Sequence[PathLike], observable: str, edges: np.ndarray, *, run: str
-) -> Template | EnsembleTemplate:
-    """The run's ML prediction of ``observable``: the template of its one template file, or
-    the :class:`~flowsim.analysis.templates.EnsembleTemplate` of its members' files.
+def ml_prediction_templates(
+    files: Sequence[PathLike], edges: Mapping[str, np.ndarray], *, run: str
+) -> dict[str, Template | EnsembleTemplate]:
+    """The run's ML prediction of every observable of ``edges`` (observable -> bin edges): the
+    template of its one template file, or the
+    :class:`~flowsim.analysis.templates.EnsembleTemplate` of its members' files (each file read
+    once).
 
     Raises:
         ValueError: no file, or a template on other bins than the configuration's (stale
@@ -195,20 +199,25 @@ def ml_prediction_template(
 
     if not files:
         raise ValueError(f"run {run}: no template file to predict the background with")
-    members = []
+    members: dict[str, list[Template]] = {observable: [] for observable in edges}
     for path in files:
-        template = read_templates(path)[observable]
-        if not np.array_equal(template.edges, edges):
-            raise ValueError(
-                f"{path}: the {observable} template has other bins than analysis.observables "
-                "and analysis.n_bins ask for; refill it (rule fill_templates)"
-            )
-        members.append(template)
+        contents = read_templates(path)
+        for observable, bins in edges.items():
+            template = contents[observable]
+            if not np.array_equal(template.edges, bins):
+                raise ValueError(
+                    f"{path}: the {observable} template has other bins than analysis.observables "
+                    "and analysis.n_bins ask for; refill it (rule fill_templates)"
+                )
+            members[observable].append(template)
     log.info(
-        "run %s: %s templates of %d member(s), %d generated events each after the finite check",
-        run, observable, len(members), members[0].n_total,
+        "run %s: templates of %s from %d member(s), %d generated events each after the finite check",
+        run, list(edges), len(files), next(iter(members.values()))[0].n_total,
     )  # fmt: skip
-    return members[0] if len(members) == 1 else EnsembleTemplate(tuple(members))
+    return {
+        observable: found[0] if len(found) == 1 else EnsembleTemplate(tuple(found))
+        for observable, found in members.items()
+    }
 
 
 def scan_luminosity(
@@ -224,7 +233,7 @@ def scan_luminosity(
     data_t = _template(data_background, observable, config, "MC background test_a (data)")
     predictions = {
         "mc": _template(mc_prediction, observable, config, "MC background test_b (reference)"),
-        "ml": ml_prediction_template(ml_templates, observable, config.edges(observable), run=run),
+        "ml": ml_prediction_templates(ml_templates, {observable: config.edges(observable)}, run=run)[observable],
     }
     scans = scan_observable(signal_t, data_t, predictions, config=config, observable=observable)
     return LumiScan(run, observable, config, list(scans))

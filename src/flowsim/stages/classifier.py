@@ -173,15 +173,11 @@ def score_and_cut(
 ) -> SelectionCounts:  # fmt: skip
     """Rule ``score_and_cut``: score every event of ``events`` into the friend tree
     ``outputs.scores`` (streamed, ``chunk_size`` events at a time); the counts at ``cut`` as JSON."""
-    from flowsim.analysis.signal_classifier import load_classifier, score_file
-    from flowsim.data.scaling import load_scaler
+    from flowsim.analysis.signal_classifier import load_classifier_and_scaler, score_file
     from flowsim.training import configure_torch, resolve_device
 
     configure_torch(threads)
-    classifier, info = load_classifier(model, resolve_device(device))
-    scaler_obj = load_scaler(scaler)
-    if list(scaler_obj.features) != list(info["features"]):
-        raise ValueError(f"{scaler} scales {list(scaler_obj.features)} but {model} expects {info['features']}")
+    classifier, scaler_obj = load_classifier_and_scaler(model, scaler, resolve_device(device))
     counts = score_file(classifier, scaler_obj, events, outputs.scores, cut=cut, chunk_size=chunk_size)
     io.write_json(outputs.counts, {"events": str(events), **counts.as_dict()})
     return counts

@@ -360,18 +360,13 @@ def fill_templates(
     """
     from flowsim.analysis.config import AnalysisConfig
     from flowsim.analysis.filling import fill_from_chunks
-    from flowsim.analysis.signal_classifier import load_classifier
+    from flowsim.analysis.signal_classifier import load_classifier_and_scaler
     from flowsim.analysis.template_files import write_templates
 
     configure_torch(threads)
     flow, info, scaler_obj = _checked_model(model, scaler, device)
     config = AnalysisConfig.from_mapping(section)
-    net, net_info = load_classifier(classifier, resolve_device(device))
-    net_scaler = load_scaler(classifier_scaler)
-    if list(net_scaler.features) != list(net_info["features"]):
-        raise ValueError(
-            f"{classifier_scaler} scales {list(net_scaler.features)} but {classifier} expects {net_info['features']}"
-        )
+    net, net_scaler = load_classifier_and_scaler(classifier, classifier_scaler, resolve_device(device))
     n = n_generated_events(n_events, io.root_entries(reference))
     log.info("filling the templates of %s from %d events of %s (%s)", list(config.observables), n, model, info["model"])
     chunks = GeneratedChunks(

@@ -71,18 +71,6 @@ def null_line(summary: Sequence[Mapping[str, str]]) -> str:
     )
 
 
-def format_table(rows: Sequence[Sequence[str]], *, markdown: bool) -> str:
-    table = [headings(), *rows]
-    if markdown:
-        lines = ["| " + " | ".join(r) + " |" for r in table]
-        lines.insert(1, "|" + "---|" * len(table[0]))
-        return "\n".join(lines)
-    widths = [max(len(r[k]) for r in table) for k in range(len(table[0]))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--study", type=Path, default=ROOT / "results" / "studies" / "fidelity",
@@ -103,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{summary_path} has no runs", file=sys.stderr)
         return 1
     print(null_line(summary))
-    print(format_table(fidelity_rows(summary, points), markdown=args.markdown))
+    print(io.text_table(headings(), fidelity_rows(summary, points), markdown=args.markdown))
     return 0
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "read_tsv",
     "remove_stale_temporaries",
     "root_entries",
+    "text_table",
     "write_events",
     "write_json",
     "write_tsv",
@@ -258,3 +259,16 @@ def read_tsv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     header, *body = Path(path).read_text().splitlines()
     columns = header.split("\t")
     return [dict(zip(columns, line.split("\t"), strict=True)) for line in body if line]
+
+
+def text_table(headings: Sequence[str], rows: Sequence[Sequence[str]], *, markdown: bool = False) -> str:
+    """``rows`` of cells under ``headings`` as aligned plain text, or as a Markdown table."""
+    table = [list(headings), *(list(r) for r in rows)]
+    if markdown:
+        lines = ["| " + " | ".join(r) + " |" for r in table]
+        lines.insert(1, "|" + "---|" * len(table[0]))
+        return "\n".join(lines)
+    widths = [max(len(r[k]) for r in table) for k in range(len(table[0]))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -20,6 +20,7 @@ include: "workflow/rules/flows.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/classifier.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/worth.smk"
 include: "workflow/rules/summary.smk"
 
 

@@ -56,7 +56,7 @@ def _point(base: str, model: str, seed: int, auc: float, us: float) -> dict:
         "study": "fidelity", "base": base, "model": model, "scan": "train_events", "value": "all",
         "x": 1, "seed": seed, "n_train": 100, "val_nll": 10.0 + seed, "c2st_auc": auc,
         "hellinger_mean": 0.01, "copula_chi2_dof_mean": 1.5, "train_seconds": 60.0,
-        "c2st_auc_null": 0.501, "copula_chi2_dof_baseline": 1.02, "us_per_event": us,
+        "c2st_auc_null": 0.501, "copula_chi2_dof_baseline": 1.02, "us_per_event": us, "G_score": 1.5,
     }  # fmt: skip
 
 

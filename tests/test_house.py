@@ -47,7 +47,7 @@ def _imports(path: Path) -> list[str]:
 
 def test_every_rule_with_a_script_has_a_stage_module():
     stages = {stage for stage, _, _ in _rules_with_scripts()}
-    assert stages == {"data", "flows", "evaluate", "classifier", "analysis", "summary"}
+    assert stages == {"data", "flows", "evaluate", "classifier", "analysis", "worth", "summary"}
     for stage in stages:
         assert (PACKAGE / "stages" / f"{stage}.py").is_file()
 

@@ -192,3 +192,56 @@ def test_a_bayesian_runs_ensemble_may_be_draws_of_its_weights():
     config["flows"]["small"]["ensemble"]["bootstrap"] = True
     with pytest.raises(ConfigError, match=r"flows\.small\.ensemble\.bootstrap"):
         parse_settings(config)
+
+
+def test_worth_defaults_of_the_schema_and_the_typed_settings_agree():
+    from flowsim.worth import WorthSettings
+
+    defaults = _schema_defaults(SCHEMA["properties"]["worth"])
+    typed = WorthSettings()
+    assert defaults.pop("truth") == "auto" and typed.truth == "toy"  # auto is the toy on the toy source
+    assert defaults.pop("coverage") is None and typed.coverage is None
+    assert defaults == {k: getattr(typed, k) for k in defaults}
+    assert parse_settings(_validated()).worth == typed
+
+
+def test_coverage_replicas_are_bootstrap_ensembles_of_the_run_with_its_overrides():
+    config = _validated()
+    config["worth"]["coverage"] = {"run": "maf", "replicas": 3, "members": 2, "params": {"hidden": 8},
+                                   "training": {"max_epochs": 2}}  # fmt: skip
+    settings = parse_settings(config)
+    coverage = settings.worth.coverage
+    assert coverage.names == ["coverage.r001", "coverage.r002", "coverage.r003"]
+    members = coverage.template_runs["coverage.r002"]
+    assert members == ("coverage.r002.member1", "coverage.r002.member2")
+    spec = settings.run("coverage.r002.member2")
+    assert spec.model == "maf" and spec.params["hidden"] == 8 and spec.params["blocks"] == 5
+    assert spec.training.max_epochs == 2 and spec.bootstrap
+    assert spec.training.seed == settings.run("maf").training.seed + 2
+    assert settings.replica_of("coverage.r002.member1") == 2 and settings.replica_of("maf") is None
+    assert "coverage.r003.member2" in settings.all_runs and "coverage.r003" not in settings.all_runs
+    single = parse_settings({**config, "worth": {**config["worth"], "coverage": {"run": "glow", "members": 1}}})
+    assert single.worth.coverage.template_runs["coverage.r001"] == ("coverage.r001",)
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "problem"),
+    [
+        ({"data": {"source": "path", "path": "x.csv"}, "worth": {"truth": "toy"}}, "worth.truth",
+         "data.source is 'path'"),
+        ({"worth": {"truth_seed": 20240911}}, "worth.truth_seed", "is data.toy.seed"),
+        ({"worth": {"coverage": {"run": "nope"}}}, "worth.coverage.run", "no such run 'nope'"),
+        ({"data": {"source": "path", "path": "x.csv"}, "worth": {"coverage": {"run": "maf"}}}, "worth.coverage",
+         "toy generator"),
+        ({"worth": {"coverage": {"run": "maf", "training": {"lr": -1.0}}}}, "worth.coverage", "lr"),
+    ],
+)  # fmt: skip
+def test_worth_settings_that_cannot_work_are_refused_by_key(change, key, problem, tmp_path):
+    config = _validated()
+    (tmp_path / "x.csv").write_text("0" + ",1" * 28 + "\n")
+    if "data" in change:
+        change = {**change, "data": {**change["data"], "path": str(tmp_path / "x.csv")}}
+    for section, value in change.items():
+        config[section] = {**config[section], **value}
+    with pytest.raises(ConfigError, match=re.escape(f"'{key}'") + ".*" + re.escape(problem)):
+        parse_settings(config)

@@ -116,7 +116,7 @@ def points_table(values: dict[str, list[float]]) -> list[dict]:
                 "x": float(value), "seed": seed, "n_train": 100, "c2st_auc_null": 0.5,
                 "copula_chi2_dof_baseline": 1.0, "val_nll": nll,
                 "c2st_auc": 0.5 + nll / 100, "hellinger_mean": nll / 10, "copula_chi2_dof_mean": 1 + nll,
-                "train_seconds": 10 * nll,
+                "train_seconds": 10 * nll, "G_score": 2 * nll,
             })  # fmt: skip
     return rows
 
@@ -130,6 +130,7 @@ def test_summary_is_the_mean_and_sample_std_over_seeds():
     assert summary[0]["val_nll_std"] == pytest.approx(np.std(results["2"], ddof=1))
     assert summary[0]["c2st_auc_std"] == pytest.approx(np.std(results["2"], ddof=1) / 100)
     assert summary[0]["copula_chi2_dof_mean_mean"] == pytest.approx(1 + np.mean(results["2"]))
+    assert summary[0]["G_score_std"] == pytest.approx(2 * np.std(results["2"], ddof=1))
     assert summary[1]["val_nll_mean"] == 0.5
     assert np.isnan(summary[1]["val_nll_std"])  # one seed: no spread to show
 

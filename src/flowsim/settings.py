@@ -24,6 +24,7 @@ from flowsim.config import check_config
 from flowsim.errors import ConfigError
 from flowsim.runs import RunSpec, ensemble_members, n_generated_events, run_spec, weight_draw_members
 from flowsim.studies import Study, parse_studies, study_runs
+from flowsim.worth import WorthSettings, parse_worth
 
 __all__ = ["WorkflowSettings", "parse_settings", "two_sample_device"]
 
@@ -46,6 +47,9 @@ class WorkflowSettings:
         n_template_events: ``analysis.n_template_events``: events per template filling (a
             number, or ``"Nx"`` of MC background test_a).
         classifier_device: The device of the signal classifier (``analysis.classifier.training.device``).
+        worth: The ``worth`` section: the truth, the amplification's settings and the coverage
+            study, whose replica runs (:attr:`WorthSettings.replica_specs`) train on their own
+            toy training sets.
     """
 
     runs: Mapping[str, RunSpec]
@@ -57,15 +61,17 @@ class WorkflowSettings:
     ensembles: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     weight_draws: Mapping[str, tuple[str, int]] = field(default_factory=lambda: MappingProxyType({}))
     n_template_events: int | str = "20x"
+    worth: WorthSettings = field(default_factory=WorthSettings)
 
     @property
     def all_runs(self) -> list[str]:
-        """Every run the workflow can train: those of ``flows``, of the studies, the ensemble members."""
-        return [*self.runs, *self.study_runs, *self.member_runs]
+        """Every run the workflow can train: those of ``flows``, of the studies, the ensemble
+        members and the coverage replicas."""
+        return [*self.runs, *self.study_runs, *self.member_runs, *self.worth.replica_specs]
 
     def run(self, name: str) -> RunSpec:
         """The run ``name`` of ``flows``, of a study or of an ensemble."""
-        for runs in (self.runs, self.study_runs, self.member_runs):
+        for runs in (self.runs, self.study_runs, self.member_runs, self.worth.replica_specs):
             if name in runs:
                 return runs[name]
         raise ConfigError(f"flows.{name}", f"no such run; runs: {sorted(self.all_runs)}")
@@ -79,6 +85,11 @@ class WorkflowSettings:
         """The run whose model file run ``name`` samples: itself, or the Bayesian run it is a
         weight draw of."""
         return self.weight_draws[name][0] if name in self.weight_draws else name
+
+    def replica_of(self, name: str) -> int | None:
+        """The coverage replica (1-based) whose own toy training set run ``name`` trains on, or
+        None (the background training split)."""
+        return self.worth.replica_of.get(name)
 
     def weight_draw(self, name: str) -> int | None:
         """The weight draw (1..K) that run ``name`` samples, or None (the flow as trained)."""
@@ -107,6 +118,7 @@ def parse_settings(config: Mapping[str, Any]) -> WorkflowSettings:
     expanded = {**config, "flows": study_runs(config, studies)}
     study_specs = {name: run_spec(expanded, name) for name in expanded["flows"]}
     members, ensembles, draws = _ensembles(config, runs)
+    worth = parse_worth(config, runs)
     taken = sorted(set(members) & (set(runs) | set(study_specs)))
     if taken:
         raise ConfigError(f"flows.{taken[0]}", "is the name of an ensemble member; rename the run")
@@ -127,6 +139,7 @@ def parse_settings(config: Mapping[str, Any]) -> WorkflowSettings:
         ensembles=MappingProxyType(ensembles),
         weight_draws=MappingProxyType(draws),
         n_template_events=n_template_events,
+        worth=worth,
     )
 
 

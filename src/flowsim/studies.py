@@ -46,7 +46,7 @@ TRAIN_EVENTS = "train_events"
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._]*$")
 
 #: Metrics averaged over seeds in the study's summary table.
-SUMMARY_METRICS = ("val_nll", "c2st_auc", "hellinger_mean", "copula_chi2_dof_mean", "train_seconds")
+SUMMARY_METRICS = ("val_nll", "c2st_auc", "hellinger_mean", "copula_chi2_dof_mean", "G_score", "train_seconds")
 #: Columns of a study's summary table (one row per base run and value), in order.
 STUDY_SUMMARY_COLUMNS = (
     "study", "base", "model", "scan", "value", "x", "n_seeds", "n_train",

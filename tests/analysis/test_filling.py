@@ -16,6 +16,7 @@ from flowsim.analysis.templates import make_template, uniform_edges
 from flowsim.classifier import MLPClassifier
 from flowsim.data.scaling import fit_scaler
 from flowsim.flows import build_flow
+from flowsim.metrics.amplification import quantile_edges
 from flowsim.sampling import GeneratedChunks, generate_to_root
 
 FEATURES = ("lepton_pt", "m_bb", "jet1_eta")
@@ -57,6 +58,26 @@ def test_filling_equals_histogramming_the_stored_scored_sample(tmp_path, setup):
             stored.n_total, stored.n_below, stored.n_above
         )
         assert filled.n_selected == len(values)
+
+
+def test_marginals_equal_histogramming_every_stored_event(tmp_path, setup):
+    flow, scaler, classifier, classifier_scaler = setup
+    events = tmp_path / "generated.root"
+    generate_to_root(flow, scaler, 3000, events, chunk_size=700, seed=11)
+    stored = io.read_matrix(events, list(FEATURES))
+    marginal_edges = {"lepton_pt": quantile_edges(stored[:, 0], 7), "jet1_eta": uniform_edges(-2.0, 2.0, 5)}
+    filled = fill_from_chunks(
+        _chunks(setup, 3000), classifier, classifier_scaler, cut=CUT, edges=EDGES, marginal_edges=marginal_edges
+    )
+    for name, column in (("lepton_pt", 0), ("jet1_eta", 2)):
+        expected = make_template(stored[:, column], len(stored), marginal_edges[name])
+        h = filled.marginals[name]
+        np.testing.assert_array_equal(h.counts, expected.counts)
+        assert (h.underflow, h.overflow) == (expected.n_below, expected.n_above)
+    assert filled.marginals["lepton_pt"].counts.sum() == filled.n_finite  # quantile edges hold every event
+    with pytest.raises(ValueError, match="marginals of \\['met'\\] asked for"):
+        fill_from_chunks(_chunks(setup, 10), classifier, classifier_scaler, cut=CUT, edges=EDGES,
+                         marginal_edges={"met": uniform_edges(0.0, 1.0, 2)})  # fmt: skip
 
 
 class _CountingFlow(torch.nn.Module):

@@ -8,6 +8,7 @@ import uproot
 
 from flowsim.analysis.template_files import (
     CUTFLOW,
+    MARGINALS,
     BinnedCounts,
     read_templates,
     write_templates,
@@ -69,6 +70,30 @@ def test_template_file_round_trip_and_root_histograms(tmp_path):
         assert f[CUTFLOW].values().tolist() == [4000, 3990, 3000]
     with pytest.raises(KeyError, match="no template of 'pt'"):
         back["pt"]
+
+
+def test_marginals_before_the_cut_round_trip_in_their_own_directory(tmp_path):
+    path = tmp_path / "templates.root"
+    x = _values(3990, 5)
+    lepton = BinnedCounts(EDGES)
+    lepton.fill(x)
+    write_templates(path, _filled(), n_generated=4000, n_finite=3990, n_selected=3000, marginals={"lepton_pt": lepton})
+    back = read_templates(path)
+    assert sorted(back.templates) == ["m_bb", "score"]  # the directory is not an observable
+    m = back.marginals["lepton_pt"]
+    expected = make_template(x, 3990, EDGES)
+    np.testing.assert_array_equal(m.counts, expected.counts)
+    assert (m.n_total, m.n_below, m.n_above, m.n_nonfinite) == (
+        3990, expected.n_below, expected.n_above, expected.n_nonfinite
+    )
+    with uproot.open(path) as f:
+        assert f[f"{MARGINALS}/lepton_pt"].classname == "TH1D"
+    with pytest.raises(ValueError, match="marginal 'lepton_pt' holds 3990 entries but 3991 events are finite"):
+        write_templates(path, _filled(), n_generated=4000, n_finite=3991, n_selected=3000,
+                        marginals={"lepton_pt": lepton})  # fmt: skip
+    assert read_templates(path).marginals.keys() == {"lepton_pt"}  # the old file stays
+    write_templates(path, _filled(), n_generated=4000, n_finite=3990, n_selected=3000)
+    assert read_templates(path).marginals == {}
 
 
 def test_inconsistent_counts_are_refused_and_leave_no_file(tmp_path):

@@ -25,7 +25,7 @@ def _points(study: Study, rng) -> list[dict]:
             "value": value_label(p.value), "x": x[p.run], "seed": p.seed, "n_train": 100,
             "val_nll": nll, "c2st_auc": 0.52 + rng.normal(0, 0.005), "hellinger_mean": 0.1,
             "copula_chi2_dof_mean": 1.2 + rng.normal(0, 0.02), "train_seconds": 5.0,
-            "c2st_auc_null": 0.501, "copula_chi2_dof_baseline": 1.01,
+            "c2st_auc_null": 0.501, "copula_chi2_dof_baseline": 1.01, "G_score": 2.0 + rng.normal(0, 0.2),
         })  # fmt: skip
     return rows
 

@@ -18,6 +18,8 @@ from tests.workflow.runner import TINY_CONFIG, snakemake
 
 EVALUATION = {"eval_distances", "c2st_null", "c2st"}
 ANALYSIS = {"train_classifier", "score_and_cut", "fill_templates", "plot_selection", "lumi_scan"}
+# what the templates are worth: judged again whenever the templates or the truth's scores change
+WORTH = {"amplification", "spurious_signal"}
 TRAINING = {"train_flow", "sample_flow"}
 
 
@@ -70,31 +72,33 @@ def test_a_c2st_setting_reruns_only_the_c2st(tiny_run, tmp_path):
 
 def test_a_fit_setting_reruns_only_the_scans(tiny_run, tmp_path):
     jobs, _ = _dry_run_with(tiny_run, tmp_path, _set("analysis", "shapesys_rel", 0.2))
-    assert set(jobs) == {"lumi_scan", "summary", "all"}
+    # the spurious signal fits with the analysis's systematics too; the amplification does not fit
+    assert set(jobs) == {"lumi_scan", "spurious_signal", "summary", "all"}
     assert jobs["lumi_scan"] == 2 * 2 * 2  # runs x observables x alphas
+    assert jobs["spurious_signal"] == 2
 
 
 def test_the_binning_refills_the_templates_but_never_resamples(tiny_run, tmp_path):
     jobs, _ = _dry_run_with(tiny_run, tmp_path, _set("analysis", "n_bins", 6))
-    assert set(jobs) == {"fill_templates", "plot_selection", "lumi_scan", "summary", "all"}
+    assert set(jobs) == {"fill_templates", "plot_selection", "lumi_scan", "summary", "all"} | WORTH
     assert jobs["fill_templates"] == 4  # two bootstrap members, two weight draws
 
 
 def test_more_template_events_refill_only_the_templates(tiny_run, tmp_path):
     jobs, _ = _dry_run_with(tiny_run, tmp_path, _set("analysis", "n_template_events", "5x"))
-    assert set(jobs) == {"fill_templates", "plot_selection", "lumi_scan", "summary", "all"}
+    assert set(jobs) == {"fill_templates", "plot_selection", "lumi_scan", "summary", "all"} | WORTH
 
 
 def test_a_classifier_setting_retrains_the_classifier_but_no_flow(tiny_run, tmp_path):
     jobs, _ = _dry_run_with(tiny_run, tmp_path, _set("analysis", "classifier", "hidden", 12))
-    assert set(jobs) == ANALYSIS | {"summary", "all"}
-    assert jobs["train_classifier"] == 1 and jobs["score_and_cut"] == 6
+    assert set(jobs) == ANALYSIS | WORTH | {"summary", "all"}
+    assert jobs["train_classifier"] == 1 and jobs["score_and_cut"] == 7  # 4 MC, the truth, 2 runs
 
 
 def test_the_cut_rescores_but_never_retrains(tiny_run, tmp_path):
     jobs, _ = _dry_run_with(tiny_run, tmp_path, _set("analysis", "cut", 0.6))
-    assert set(jobs) == {"score_and_cut", "fill_templates", "plot_selection", "lumi_scan", "summary", "all"}
-    assert jobs["score_and_cut"] == 4 + 2  # MC hold-out samples + one per run
+    assert set(jobs) == {"score_and_cut", "fill_templates", "plot_selection", "lumi_scan", "summary", "all"} | WORTH
+    assert jobs["score_and_cut"] == 4 + 1 + 2  # MC hold-out samples, the truth, one per run
 
 
 def test_a_flow_hyperparameter_retrains_only_that_run(tiny_run, tmp_path):

@@ -18,7 +18,7 @@ from tests.workflow.test_reruns import _jobs
 
 STUDY = {"runs": ["tiny_maf"], "scan": "train_events", "values": [400, None], "seeds": [1, 2]}
 RUNS = ["size-tiny_maf-400-s1", "size-tiny_maf-400-s2", "size-tiny_maf-all-s1", "size-tiny_maf-all-s2"]
-PER_RUN = {"train_flow", "sample_flow", "eval_distances", "c2st"}
+PER_RUN = {"train_flow", "sample_flow", "eval_distances", "c2st", "fill_templates", "amplification"}
 
 
 def study_config(tmp_path: Path, study: dict) -> Path:
@@ -63,6 +63,10 @@ def test_points_table_has_one_row_per_run_with_its_own_results(study_run):
         pairs = io.read_tsv(workdir / f"results/eval/{row['run']}/copula_pairs.tsv")
         expected = np.mean([float(p["chi2"]) / float(p["dof"]) for p in pairs])
         assert float(row["copula_chi2_dof_mean"]) == pytest.approx(expected)
+        table = io.read_tsv(workdir / f"results/worth/{row['run']}/amplification.tsv")
+        (amplification,) = [r for r in table if r["template"] == "score"]
+        assert int(amplification["n_train"]) == int(row["n_train"])
+        assert float(row["G_score"]) == float(amplification["G"])
     # other seeds, other models
     assert rows[0]["val_nll"] != rows[1]["val_nll"] and rows[2]["val_nll"] != rows[3]["val_nll"]
 
@@ -80,7 +84,7 @@ def test_summary_averages_the_seeds_of_each_value(study_run):
 
 def test_study_plots_are_written(study_run):
     workdir, _ = study_run
-    for name in ("val_loss_curves", "val_nll", "c2st_auc", "copula_chi2_dof"):
+    for name in ("val_loss_curves", "val_nll", "c2st_auc", "copula_chi2_dof", "amplification"):
         assert (workdir / f"results/studies/size/{name}.png").stat().st_size > 10_000
 
 

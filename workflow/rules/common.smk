@@ -8,6 +8,7 @@ from snakemake.utils import validate
 from flowsim.analysis.config import alpha_label
 from flowsim.errors import ConfigError
 from flowsim.settings import parse_settings, two_sample_device
+from flowsim.worth import replica_seed
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -38,6 +39,25 @@ ALL_RUNS = SETTINGS.all_runs
 OBSERVABLES = list(config["analysis"]["observables"])
 ALPHAS = [alpha_label(alpha) for alpha in config["analysis"]["alphas"]]
 MC_SCORED = ["sig_test_a", "sig_test_b", "bkg_test_a", "bkg_test_b"]
+# What a generated event is worth: the truth every run is judged against, a large independent
+# toy sample (scored like the MC splits) or, on real data, the MC background hold-out test_a.
+WORTH = SETTINGS.worth
+TRUTH_SAMPLE = "bkg_truth" if WORTH.truth == "toy" else "bkg_test_a"
+TRUTH_EVENTS = "results/worth/truth/bkg_truth.root"
+COVERAGE = WORTH.coverage
+
+
+def replica_dir(replica):
+    """Where coverage replica ``replica`` (e.g. coverage.r001) keeps its own toy training set."""
+    name = replica.removeprefix("coverage.")
+    return f"results/worth/replicas/{name}"
+
+
+# Each coverage replica's own toy training set, scored like the MC splits: the MC background the
+# replica would fit without a flow (rule coverage's mc_train baseline).
+REPLICA_TRAIN = {f"{r}.train": f"{replica_dir(r)}/bkg_train.root" for r in (COVERAGE.names if COVERAGE else [])}
+# Every MC sample the classifier may score, by name.
+MC_EVENTS = {**SPLIT_FILES, "bkg_truth": TRUTH_EVENTS, **REPLICA_TRAIN}
 # The analysis keys the templates depend on (their binning and the cut); the fits' other keys
 # (luminosities, systematics) leave the filled templates valid.
 TEMPLATE_KEYS = ["cut", "n_bins", "observables"]
@@ -53,7 +73,7 @@ wildcard_constraints:
     obs=_one_of(OBSERVABLES),
     alpha=_one_of(ALPHAS),
     source="mc|generated",
-    sample=_one_of(MC_SCORED + RUNS),
+    sample=_one_of(MC_SCORED + [TRUTH_SAMPLE, *REPLICA_TRAIN] + RUNS),
     study=_one_of(STUDIES),
 
 
@@ -100,15 +120,14 @@ def classifier_uses_gpu():
 
 
 def sample_events(sample):
-    """The events file of a sample: an MC split (e.g. bkg_test_a) or a run's generated events."""
-    if sample in SPLIT_FILES:
-        return SPLIT_FILES[sample]
-    return f"results/flows/{sample}/generated.root"
+    """The events file of a sample: an MC sample of MC_EVENTS (e.g. bkg_test_a) or a run's
+    generated events."""
+    return MC_EVENTS.get(sample, f"results/flows/{sample}/generated.root")
 
 
 def score_tree(sample):
     """The score friend tree of a sample (see sample_events)."""
-    source = "mc" if sample in SPLIT_FILES else "generated"
+    source = "mc" if sample in MC_EVENTS else "generated"
     return f"results/analysis/scores/{source}/{sample}.root"
 
 
@@ -177,6 +196,29 @@ def template_files(run):
     return [f"results/templates/{name}/templates.root" for name in SETTINGS.template_runs(run)]
 
 
+def training_split(run, split):
+    """The background ``split`` (train or val) run ``run`` trains on: the split's, or its
+    coverage replica's own toy set."""
+    r = SETTINGS.replica_of(run)
+    if r is None:
+        return SPLIT_FILES[f"bkg_{split}"]
+    return f"{replica_dir(COVERAGE.names[r - 1])}/bkg_{split}.root"
+
+
+def worth_files(run):
+    """The tables of what run ``run``'s generated events are worth (rules amplification and
+    spurious_signal), as the summary reads them."""
+    return {
+        "amplification": f"results/worth/{run}/amplification.tsv",
+        "spurious": f"results/worth/{run}/spurious.tsv",
+    }
+
+
+def study_run_files(run):
+    """The files of a study's run that its table reads: those of run_files and its amplification."""
+    return {**run_files(run), "amplification": worth_files(run)["amplification"]}
+
+
 def scored_events(wildcards):
     """The events file behind a score file (input function of score_and_cut)."""
     wanted = f"results/analysis/scores/{wildcards.source}/{wildcards.sample}.root"
@@ -203,6 +245,8 @@ def final_outputs():
         "results/analysis/classifier/model.pt",
         *expand("results/analysis/{run}/scores.png", run=RUNS),
         *(["results/summary/runs.tsv"] if RUNS else []),
+        *expand("results/worth/{run}/spurious.png", run=RUNS),
+        *(["results/worth/coverage.tsv"] if COVERAGE else []),
         *expand("results/studies/{study}/summary.tsv", study=STUDIES),
         *(expand("results/eval/{run}/weighted.tsv", run=RUNS) if config["reweighting"]["enabled"] else []),
     ]

@@ -1,4 +1,5 @@
-# Data stage: the HIGGS file (generated, downloaded or given), seeded splits, the scaler.
+# Data stage: the HIGGS file (generated, downloaded or given), seeded splits, the scaler; and the
+# worth stage's toy data: its truth and the coverage replicas' own training sets.
 
 
 if config["data"]["source"] == "toy":
@@ -98,3 +99,52 @@ rule fit_scaler:
         runtime=10,
     script:
         "../scripts/fit_scaler.py"
+
+
+rule make_truth:
+    output:
+        TRUTH_EVENTS,
+    params:
+        n_events=WORTH.truth_events,
+        seed=WORTH.truth_seed,
+    log:
+        "results/logs/make_truth.log",
+    benchmark:
+        "results/benchmarks/make_truth.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc: 1000 + WORTH.truth_events // 2000,
+        runtime=15,
+    script:
+        "../scripts/make_truth.py"
+
+
+rule make_replica_data:
+    input:
+        # the replica's training and validation sets are as large as the data's
+        train=SPLIT_FILES["bkg_train"],
+        val=SPLIT_FILES["bkg_val"],
+    output:
+        train="results/worth/replicas/{replica}/bkg_train.root",
+        val="results/worth/replicas/{replica}/bkg_val.root",
+    params:
+        n_train=COVERAGE.train_events if COVERAGE else None,
+        n_val=COVERAGE.val_events if COVERAGE else None,
+        # a toy stream of its own for each replica (flowsim.worth.replica_seed)
+        seed=lambda wc: replica_seed(COVERAGE.seed, int(wc.replica.removeprefix("r"))),
+    log:
+        "results/logs/make_replica_data/{replica}.log",
+    benchmark:
+        "results/benchmarks/make_replica_data/{replica}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    wildcard_constraints:
+        replica=r"r\d+",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/make_replica_data.py"

@@ -5,8 +5,9 @@
 
 rule train_flow:
     input:
-        train=SPLIT_FILES["bkg_train"],
-        val=SPLIT_FILES["bkg_val"],
+        # the background splits, or a coverage replica's own toy training set
+        train=lambda wc: training_split(wc.run, "train"),
+        val=lambda wc: training_split(wc.run, "val"),
         scaler=SCALER,
     output:
         model="results/flows/{run}/model.pt",
@@ -86,6 +87,8 @@ rule fill_templates:
         max_nonfinite_fraction=config["sampling"]["max_nonfinite_fraction"],
         device=lambda wc: SETTINGS.run(wc.run).training.device,
         weight_draw=lambda wc: SETTINGS.weight_draw(wc.run),
+        # the features' marginals before the cut, for the amplification (rule amplification)
+        marginal_bins=SETTINGS.worth.marginal_bins,
     log:
         "results/logs/fill_templates/{run}.log",
     benchmark:

@@ -6,6 +6,7 @@ rule summary:
     input:
         runs=[path for run in RUNS for path in run_files(run).values()],
         scans=[table for run in RUNS for table in scan_tables(run)],
+        worth=[path for run in RUNS for path in worth_files(run).values()],
     output:
         report(
             "results/summary/runs.tsv",
@@ -14,7 +15,7 @@ rule summary:
             labels={"table": "runs"},
         ),
     params:
-        files={run: {**run_files(run), "scans": scan_tables(run)} for run in RUNS},
+        files={run: {**run_files(run), "scans": scan_tables(run), **worth_files(run)} for run in RUNS},
     log:
         "results/logs/summary.log",
     benchmark:
@@ -31,7 +32,7 @@ rule summary:
 
 rule study:
     input:
-        lambda wc: [path for run in STUDIES[wc.study].runs for path in run_files(run).values()],
+        lambda wc: [path for run in STUDIES[wc.study].runs for path in study_run_files(run).values()],
     output:
         points="results/studies/{study}/points.tsv",
         summary=report(
@@ -45,10 +46,11 @@ rule study:
         val_nll=study_plot("val_nll", "study_val_nll.rst", "validation NLL vs scan"),
         c2st=study_plot("c2st_auc", "study_c2st.rst", "C2ST AUC vs scan"),
         copula=study_plot("copula_chi2_dof", "study_copula.rst", "copula chi2/dof vs scan"),
+        amplification=study_plot("amplification", "study_amplification.rst", "amplification vs scan"),
     params:
         scan=lambda wc: STUDIES[wc.study].scan,
         points=lambda wc: canonical(STUDIES[wc.study].point_params()),
-        files=lambda wc: {run: run_files(run) for run in STUDIES[wc.study].runs},
+        files=lambda wc: {run: study_run_files(run) for run in STUDIES[wc.study].runs},
     log:
         "results/logs/study/{study}.log",
     benchmark:

@@ -20,5 +20,6 @@ with job_logging(snakemake.log[0]):
         device=snakemake.params.device,
         max_nonfinite_fraction=snakemake.params.max_nonfinite_fraction,
         weight_draw=snakemake.params.weight_draw,
+        marginal_bins=snakemake.params.marginal_bins,
         threads=snakemake.threads,
     )

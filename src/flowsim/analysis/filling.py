@@ -39,6 +39,7 @@ class FilledTemplates:
     """
 
     histograms: Mapping[str, BinnedCounts]
+    marginals: Mapping[str, BinnedCounts]
     n_generated: int
     n_finite: int
     n_nonfinite: int
@@ -78,15 +79,18 @@ def fill_from_chunks(
     *,
     cut: float,
     edges: Mapping[str, np.ndarray],
+    marginal_edges: Mapping[str, np.ndarray] | None = None,
     progress_every: float = 10.0,
 ) -> FilledTemplates:
-    """Fill the after-cut histogram of every observable of ``edges`` from ``chunks``.
+    """Fill the after-cut histogram of every observable of ``edges`` from ``chunks``, and the
+    marginal before the cut of every feature of ``marginal_edges``.
 
     Arguments:
         chunks: the generated events (data units), iterated once.
         classifier, classifier_scaler: the signal classifier and its input scaler.
         cut: events with ``score > cut`` are selected.
         edges: observable -> bin edges; ``"score"`` or a feature of the events.
+        marginal_edges: defaults to None (no marginals); else feature -> bin edges.
 
     Raises:
         ValueError: an observable that is neither the score nor a feature, or an event with a
@@ -101,7 +105,12 @@ def fill_from_chunks(
         raise ValueError(
             f"the classifier scales {list(classifier_scaler.features)}, the flow generates {features}"
         )
+    marginal_edges = marginal_edges or {}
+    strangers = sorted(set(marginal_edges) - set(features))
+    if strangers:
+        raise ValueError(f"marginals of {strangers} asked for, but the flow generates {features}")
     histograms = {name: BinnedCounts(e) for name, e in edges.items()}
+    marginals = {name: BinnedCounts(e) for name, e in marginal_edges.items()}
     n_selected = done = 0
     started = last = time.perf_counter()
     for x in chunks:
@@ -113,6 +122,8 @@ def fill_from_chunks(
         n_selected += int(np.count_nonzero(selected))
         for name, h in histograms.items():
             h.fill(score[selected] if name == SCORE else x[selected, columns[name]])
+        for name, h in marginals.items():
+            h.fill(x[:, features.index(name)])
         done += len(x)
         if time.perf_counter() - last > progress_every:
             last = time.perf_counter()
@@ -125,6 +136,6 @@ def fill_from_chunks(
         100 * chunks.seconds_sampling / max(seconds, 1e-12),
     )  # fmt: skip
     return FilledTemplates(
-        histograms, chunks.n_events, chunks.n_finite, chunks.n_nonfinite, n_selected, float(cut),
+        histograms, marginals, chunks.n_events, chunks.n_finite, chunks.n_nonfinite, n_selected, float(cut),
         chunks.seconds_sampling, seconds, str(chunks.device),
     )  # fmt: skip

@@ -52,6 +52,7 @@ References:
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
@@ -585,7 +586,10 @@ class BinnedLikelihood:
 
         Safeguarded Newton on :math:`p'(\mu) = 0` with a bracket kept from the sign of
         :math:`p'`; a boundary is the answer when the slope there points outwards (as a bounded
-        minimiser would stop there; pyhf's :math:`\tilde q_\mu` relies on it).
+        minimiser would stop there; pyhf's :math:`\tilde q_\mu` relies on it). A trial μ whose
+        profile is not finite lies outside the model's domain (with a negative lower bound,
+        :math:`\mu S_i + B_i` can reach 0): it becomes the end of the bracket on its side, and the
+        search goes on inside.
 
         Arguments:
             init: defaults to None (start at μ = 1, β = γ = η = 1); else a profile to warm-start
@@ -602,10 +606,16 @@ class BinnedLikelihood:
             FitError: no convergence.
         """
         lo, hi = float(bounds[0]), float(bounds[1])
-        mu = 1.0 if init is None else float(init.mu)
-        mu = min(max(mu, lo), hi)
         history = [] if history is None else history
-        prof = self.profile(mu, None if init is None else init.nuisances)
+        # a warm start may lie outside this model's domain (another luminosity's best fit): then
+        # the cold start, mu = 1 and nominal nuisances, where every expected count is positive
+        starts = [(1.0, None)] if init is None else [(float(init.mu), init.nuisances), (1.0, None)]
+        for mu, nuisances in starts:
+            prof = self.profile(min(max(mu, lo), hi), nuisances)
+            if math.isfinite(prof.nll):
+                break
+        else:
+            raise FitError(f"the fit's start mu={prof.mu:.6g} lies outside the model's domain (-ln L is not finite)")
         history.append(prof)
         tried_edge = {lo: False, hi: False}
         for _ in range(max_iter):
@@ -626,7 +636,12 @@ class BinnedLikelihood:
                 else:
                     new = 0.5 * (lo + hi)
             converged = abs(new - prof.mu) < tol * max(1.0, abs(new))
-            prof = self.profile(new, prof.nuisances)
+            trial = self.profile(new, prof.nuisances)
+            if not math.isfinite(trial.nll):
+                # beyond the domain's end: the minimum lies between here and the last good point
+                lo, hi = (new, hi) if new < prof.mu else (lo, new)
+                continue
+            prof = trial
             history.append(prof)
             if converged:
                 return prof

@@ -47,6 +47,8 @@ from flowsim.io import read_tsv, write_tsv
 
 __all__ = [
     "BACKGROUNDS",
+    "check_lumis",
+    "failure_reason",
     "lumi_grid",
     "read_scan_tsv",
     "scan_luminosity",
@@ -81,7 +83,8 @@ def lumi_grid(low: float = 10.0, high: float = 1000.0, n: int = 30) -> np.ndarra
     return np.geomspace(low, high, int(n))
 
 
-def _check_lumis(lumis: Sequence[float] | np.ndarray) -> np.ndarray:
+def check_lumis(lumis: Sequence[float] | np.ndarray) -> np.ndarray:
+    """``lumis`` as a 1-D float array of positive luminosities (fb⁻¹), or a ValueError."""
     lumis = np.asarray(lumis, dtype=float)
     if lumis.ndim != 1 or lumis.size == 0:
         raise ValueError("the luminosity grid needs at least one value")
@@ -91,7 +94,7 @@ def _check_lumis(lumis: Sequence[float] | np.ndarray) -> np.ndarray:
     return lumis
 
 
-def _reason(what: str, err: Exception) -> str:
+def failure_reason(what: str, err: Exception) -> str:
     """A one-line failure reason for the ``status`` column (no tabs or newlines)."""
     return f"{what}: " + " ".join(str(err).split())
 
@@ -109,7 +112,7 @@ def _analyse_point(
     try:
         calc = AsymptoticCalculator(lik, cl=cl, init=init, poi_bounds=poi_bounds)
     except _POINT_ERRORS as err:
-        return PointResult.failed(lumi_fb, background, _reason("fit failed", err)), None, 0
+        return PointResult.failed(lumi_fb, background, failure_reason("fit failed", err)), None, 0
     problems: list[str] = []
     nan = math.nan
     fit = calc.fit_result()
@@ -119,20 +122,20 @@ def _analyse_point(
         test = calc.hypotest(1.0)
         p_sb, p_b, cls = test.p_sb, test.p_b, test.cls
     except _POINT_ERRORS as err:
-        problems.append(_reason("CLs", err))
+        problems.append(failure_reason("CLs", err))
     try:
         z = calc.discovery()
     except _POINT_ERRORS as err:
-        problems.append(_reason("Z", err))
+        problems.append(failure_reason("Z", err))
     try:
         ul_obs = calc.observed_limit()
     except _POINT_ERRORS as err:
-        problems.append(_reason("observed limit", err))
+        problems.append(failure_reason("observed limit", err))
     for i, n_sigma in enumerate((-2, -1, 0, 1, 2)):
         try:
             ul_exp[i] = calc.expected_limit(n_sigma)
         except _POINT_ERRORS as err:
-            problems.append(_reason(f"expected limit {n_sigma:+d}", err))
+            problems.append(failure_reason(f"expected limit {n_sigma:+d}", err))
     result = PointResult(
         lumi_fb, background, fit.mu_hat, fit.mu_err, p_sb, p_b, cls, z, ul_obs, *ul_exp,
         status="ok" if not problems else "; ".join(problems),
@@ -216,7 +219,7 @@ def scan_luminosity(
         raise ValueError(f"the confidence level must lie in (0, 1), got {cl}")
     if empty_bins not in ("merge", "raise"):
         raise ValueError(f"empty_bins must be 'merge' or 'raise', got {empty_bins!r}")
-    lumis = lumi_grid() if lumis is None else _check_lumis(lumis)
+    lumis = lumi_grid() if lumis is None else check_lumis(lumis)
     if empty_bins == "merge":
         prediction, signal, data_background = merge_empty_bins(prediction, signal, data_background)
     # builds the first point's yields now, so bad arguments fail before the loop

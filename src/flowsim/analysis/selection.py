@@ -17,7 +17,8 @@ from typing import NamedTuple
 import numpy as np
 
 from flowsim import io
-from flowsim.analysis.config import SCORE
+from flowsim.analysis.config import SCORE, AnalysisConfig
+from flowsim.analysis.templates import Template, make_template
 
 __all__ = [
     "SCORE_BRANCH",
@@ -26,6 +27,7 @@ __all__ = [
     "read_scores",
     "read_selected",
     "read_selected_events",
+    "selected_template",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -118,3 +120,9 @@ def _checked_scores(events: PathLike, scores: PathLike, name: str) -> tuple[np.n
             "rescore the sample (rule score_and_cut)"
         )
     return score, n_events
+
+
+def selected_template(files: SampleFiles, observable: str, config: AnalysisConfig, name: str) -> Template:
+    """The after-cut template of ``observable`` of a scored sample, on the binning of ``config``."""
+    values, n_total = read_selected(files, observable, config.cut, name=name)
+    return make_template(values, n_total, config.edges(observable), name=name)

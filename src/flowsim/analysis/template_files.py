@@ -3,7 +3,9 @@ r"""Binned templates filled chunk by chunk, and their ROOT file (``results/templ
 A template file holds one ``TH1D`` per observable (the events after the classifier cut, with
 ROOT's under- and overflow bins and the sums of weights and of squared weights), and the
 ``TH1D`` ``cutflow`` whose three bins count the events asked for, those with every feature
-finite, and those selected. Generated events are unweighted, so both sums equal the counts; the
+finite, and those selected. The directory ``marginals`` may hold one ``TH1D`` per feature
+before the cut (every finite event; the amplification's quantile-binned marginals). Generated
+events are unweighted, so both sums equal the counts; the
 reader refuses weighted histograms rather than round them. :func:`read_templates` turns each
 histogram into a :class:`~flowsim.analysis.templates.Template` with ``N`` = the finite events,
 as histogramming a stored sample of the same events would (rows with a non-finite feature are
@@ -17,20 +19,28 @@ in bin K, not in the overflow.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from flowsim.analysis.templates import Template, check_edges
+from flowsim.analysis.templates import EnsembleTemplate, Template, check_edges
 
-__all__ = ["CUTFLOW", "CUTFLOW_STEPS", "BinnedCounts", "TemplateFile", "read_templates", "write_templates"]
+__all__ = [
+    "CUTFLOW", "CUTFLOW_STEPS", "MARGINALS", "BinnedCounts", "TemplateFile", "ml_prediction_templates",
+    "read_templates", "write_templates",
+]  # fmt: skip
+
+log = logging.getLogger(__name__)
 
 #: Name of the cut-flow histogram.
 CUTFLOW = "cutflow"
 #: Its bins, in order.
 CUTFLOW_STEPS = ("generated", "finite", "selected")
+#: Name of the directory of the marginals before the cut.
+MARGINALS = "marginals"
 
 
 @dataclass
@@ -77,12 +87,14 @@ class BinnedCounts:
 
 @dataclass(frozen=True)
 class TemplateFile:
-    """What a template file holds: the cut flow and one template per observable."""
+    """What a template file holds: the cut flow, one template per observable and the features'
+    marginals before the cut (``N`` = the finite events for both; none in older files)."""
 
     n_generated: int
     n_finite: int
     n_selected: int
     templates: Mapping[str, Template]
+    marginals: Mapping[str, Template] = field(default_factory=dict)
 
     def __getitem__(self, observable: str) -> Template:
         if observable not in self.templates:
@@ -115,19 +127,24 @@ def write_templates(
     n_finite: int,
     n_selected: int,
     title: str = "",
+    marginals: Mapping[str, BinnedCounts] | None = None,
 ) -> None:
-    """Write the cut flow and one TH1D per observable to ``path``, atomically.
+    """Write the cut flow and one TH1D per observable to ``path``, atomically; with
+    ``marginals``, one TH1D per feature before the cut in the directory :data:`MARGINALS`.
 
     Raises:
-        ValueError: an observable named like the cut flow, or counts that do not add up
-            (``n_selected`` must equal every histogram's entries, ``n_finite <= n_generated``).
+        ValueError: an observable named like the cut flow or the marginals, or counts that do
+            not add up (``n_selected`` must equal every histogram's entries, ``n_finite`` every
+            marginal's, ``n_finite <= n_generated``).
     """
     import uproot
 
     from flowsim.io import atomic_output
 
-    if CUTFLOW in histograms:
-        raise ValueError(f"an observable may not be called {CUTFLOW!r}: the cut flow has that name")
+    for taken in (CUTFLOW, MARGINALS):
+        if taken in histograms:
+            raise ValueError(f"an observable may not be called {taken!r}: the file uses that name")
+    marginals = marginals or {}
     if not 0 <= n_selected <= n_finite <= n_generated:
         raise ValueError(
             f"the cut flow must not grow: {n_generated} generated, {n_finite} finite, {n_selected} selected"
@@ -136,6 +153,10 @@ def write_templates(
         entries = int(h.counts.sum()) + h.underflow + h.overflow + h.nonfinite
         if entries != n_selected:
             raise ValueError(f"histogram {name!r} holds {entries} entries but {n_selected} events were selected")
+    for name, h in marginals.items():
+        entries = int(h.counts.sum()) + h.underflow + h.overflow + h.nonfinite
+        if entries != n_finite:
+            raise ValueError(f"marginal {name!r} holds {entries} entries but {n_finite} events are finite")
     steps = np.array([0.0, n_generated, n_finite, n_selected, 0.0])
     with atomic_output(path, suffix=".root") as tmp, uproot.recreate(tmp) as f:
         f[CUTFLOW] = _th1d(
@@ -148,6 +169,10 @@ def write_templates(
             contents = np.concatenate([[h.underflow], h.counts, [h.overflow]])
             f[name] = _th1d(name, f"{title} {name}, after the cut".strip(), h.edges, contents,
                             (float(h.counts.sum()), h.sum_x, h.sum_x2))  # fmt: skip
+        for name, h in marginals.items():
+            contents = np.concatenate([[h.underflow], h.counts, [h.overflow]])
+            f[f"{MARGINALS}/{name}"] = _th1d(name, f"{title} {name}, before the cut".strip(), h.edges,
+                                             contents, (float(h.counts.sum()), h.sum_x, h.sum_x2))  # fmt: skip
 
 
 def _counts(path: str | os.PathLike[str], name: str, hist) -> np.ndarray:
@@ -170,7 +195,8 @@ def read_templates(path: str | os.PathLike[str]) -> TemplateFile:
     import uproot
 
     with uproot.open(path) as f:
-        names = sorted({key.split(";")[0] for key in f.keys(cycle=True, recursive=False)})
+        classes = f.classnames(recursive=False)
+        names = sorted({key.split(";")[0] for key, cls in classes.items() if cls.startswith("TH1")})
         if CUTFLOW not in names:
             raise ValueError(f"{path}: no {CUTFLOW!r} histogram; not a template file of fill_templates")
         flow = _counts(path, CUTFLOW, f[CUTFLOW])[1:-1]
@@ -191,4 +217,50 @@ def read_templates(path: str | os.PathLike[str]) -> TemplateFile:
                 np.asarray(hist.axis().edges(), dtype=float), counts[1:-1], n_finite,
                 int(counts[0]), int(counts[-1]), nonfinite,
             )  # fmt: skip
-    return TemplateFile(n_generated, n_finite, n_selected, templates)
+        marginals = {}
+        if any(key.split(";")[0] == MARGINALS for key in classes):
+            for name in sorted({key.split(";")[0] for key in f[MARGINALS].keys(cycle=True)}):
+                hist = f[f"{MARGINALS}/{name}"]
+                counts = _counts(path, f"{MARGINALS}/{name}", hist)
+                if int(counts.sum()) > n_finite:
+                    raise ValueError(f"{path}: marginal {name!r} holds more entries than the {n_finite} finite events")
+                marginals[name] = Template(
+                    np.asarray(hist.axis().edges(), dtype=float), counts[1:-1], n_finite,
+                    int(counts[0]), int(counts[-1]), n_finite - int(counts.sum()),
+                )  # fmt: skip
+    return TemplateFile(n_generated, n_finite, n_selected, templates, marginals)
+
+
+def ml_prediction_templates(
+    files: Sequence[str | os.PathLike[str]], edges: Mapping[str, np.ndarray], *, run: str
+) -> dict[str, Template | EnsembleTemplate]:
+    """The run's ML prediction of every observable of ``edges`` (observable -> bin edges): the
+    template of its one template file, or the
+    :class:`~flowsim.analysis.templates.EnsembleTemplate` of its members' files (each file read
+    once).
+
+    Raises:
+        ValueError: no file, or a template on other bins than the configuration's (stale
+            templates: rerun fill_templates), naming the file.
+    """
+    if not files:
+        raise ValueError(f"run {run}: no template file to predict the background with")
+    members: dict[str, list[Template]] = {observable: [] for observable in edges}
+    for path in files:
+        contents = read_templates(path)
+        for observable, bins in edges.items():
+            template = contents[observable]
+            if not np.array_equal(template.edges, bins):
+                raise ValueError(
+                    f"{path}: the {observable} template has other bins than analysis.observables "
+                    "and analysis.n_bins ask for; refill it (rule fill_templates)"
+                )
+            members[observable].append(template)
+    log.info(
+        "run %s: templates of %s from %d member(s), %d generated events each after the finite check",
+        run, list(edges), len(files), next(iter(members.values()))[0].n_total,
+    )  # fmt: skip
+    return {
+        observable: found[0] if len(found) == 1 else EnsembleTemplate(tuple(found))
+        for observable, found in members.items()
+    }

@@ -107,6 +107,8 @@ def plot_study_metric(
             null = float(summary[0][column])
             ax.axhline(ideal, color="black", lw=1, ls=":")
             ax.axhline(null, color="grey", lw=1.5, ls="--", label=f"MC vs MC null ({null:.3f})")
+        if metric == "G_score":
+            ax.axhline(1.0, color="grey", lw=1.5, ls="--", label="worth its training set ($G = 1$)")
         if scan == TRAIN_EVENTS:
             ax.set_xscale("log")
         if not numeric:

@@ -30,15 +30,16 @@ import numpy as np
 
 from flowsim.analysis.config import AnalysisConfig, alpha_label
 from flowsim.analysis.results import PointResult
-from flowsim.analysis.selection import SampleFiles, read_scores, read_selected, read_selected_events
-from flowsim.analysis.templates import EnsembleTemplate, Template, make_template
+from flowsim.analysis.selection import SampleFiles, read_scores, read_selected_events, selected_template
+from flowsim.analysis.template_files import ml_prediction_templates
+from flowsim.analysis.templates import EnsembleTemplate
 from flowsim.stages import PathLike
 
 if TYPE_CHECKING:
     from flowsim.analysis.results import ScanResult
     from flowsim.plots.analysis import TemplatePanel
 
-__all__ = ["LumiScanOutputs", "SelectionOutputs", "lumi_scan", "ml_prediction_templates", "plot_selection"]
+__all__ = ["LumiScanOutputs", "SelectionOutputs", "lumi_scan", "plot_selection"]
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def template_panels(
     )
     panels = []
     for observable, ml in predictions.items():
-        mc = _template(mc_prediction, observable, config, "MC background test_b (reference)")
+        mc = selected_template(mc_prediction, observable, config, "MC background test_b (reference)")
         pooled = ml.pooled if isinstance(ml, EnsembleTemplate) else ml
         surrogate = ml.surrogate_error() if isinstance(ml, EnsembleTemplate) else None
         panels.append(TemplatePanel(
@@ -166,11 +167,6 @@ class LumiScan:
         return [p for scan in self.scans for p in scan.points]
 
 
-def _template(files: SampleFiles, observable: str, config: AnalysisConfig, name: str) -> Template:
-    values, n_total = read_selected(files, observable, config.cut, name=name)
-    return make_template(values, n_total, config.edges(observable), name=name)
-
-
 def _one_alpha(config: AnalysisConfig, observable: str, alpha: float) -> AnalysisConfig:
     """``config`` with only ``alpha`` of its signal fractions; unknown values are refused."""
     labels = [alpha_label(a) for a in config.alphas]
@@ -183,43 +179,6 @@ def _one_alpha(config: AnalysisConfig, observable: str, alpha: float) -> Analysi
     return dataclasses.replace(config, alphas=(config.alphas[labels.index(alpha_label(alpha))],))
 
 
-def ml_prediction_templates(
-    files: Sequence[PathLike], edges: Mapping[str, np.ndarray], *, run: str
-) -> dict[str, Template | EnsembleTemplate]:
-    """The run's ML prediction of every observable of ``edges`` (observable -> bin edges): the
-    template of its one template file, or the
-    :class:`~flowsim.analysis.templates.EnsembleTemplate` of its members' files (each file read
-    once).
-
-    Raises:
-        ValueError: no file, or a template on other bins than the configuration's (stale
-            templates: rerun fill_templates), naming the file.
-    """
-    from flowsim.analysis.template_files import read_templates
-
-    if not files:
-        raise ValueError(f"run {run}: no template file to predict the background with")
-    members: dict[str, list[Template]] = {observable: [] for observable in edges}
-    for path in files:
-        contents = read_templates(path)
-        for observable, bins in edges.items():
-            template = contents[observable]
-            if not np.array_equal(template.edges, bins):
-                raise ValueError(
-                    f"{path}: the {observable} template has other bins than analysis.observables "
-                    "and analysis.n_bins ask for; refill it (rule fill_templates)"
-                )
-            members[observable].append(template)
-    log.info(
-        "run %s: templates of %s from %d member(s), %d generated events each after the finite check",
-        run, list(edges), len(files), next(iter(members.values()))[0].n_total,
-    )  # fmt: skip
-    return {
-        observable: found[0] if len(found) == 1 else EnsembleTemplate(tuple(found))
-        for observable, found in members.items()
-    }
-
-
 def scan_luminosity(
     *, run: str, observable: str, alpha: float, section: Mapping[str, Any], signal: SampleFiles,
     data_background: SampleFiles, mc_prediction: SampleFiles, ml_templates: Sequence[PathLike],
@@ -229,10 +188,10 @@ def scan_luminosity(
     from flowsim.analysis.scan import scan_observable
 
     config = _one_alpha(AnalysisConfig.from_mapping(section), observable, alpha)
-    signal_t = _template(signal, observable, config, "MC signal")
-    data_t = _template(data_background, observable, config, "MC background test_a (data)")
+    signal_t = selected_template(signal, observable, config, "MC signal")
+    data_t = selected_template(data_background, observable, config, "MC background test_a (data)")
     predictions = {
-        "mc": _template(mc_prediction, observable, config, "MC background test_b (reference)"),
+        "mc": selected_template(mc_prediction, observable, config, "MC background test_b (reference)"),
         "ml": ml_prediction_templates(ml_templates, {observable: config.edges(observable)}, run=run)[observable],
     }
     scans = scan_observable(signal_t, data_t, predictions, config=config, observable=observable)

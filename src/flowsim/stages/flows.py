@@ -41,6 +41,7 @@ __all__ = [
     "TrainedFlow",
     "fill_templates",
     "negative_log_likelihood",
+    "reference_quantile_edges",
     "sample_flow",
     "train_flow",
     "train_flow_model",
@@ -314,6 +315,14 @@ def sample_flow(
     return report
 
 
+def reference_quantile_edges(reference: PathLike, features: list[str], n_bins: int) -> dict[str, np.ndarray]:
+    """Each feature's ``n_bins`` equal-probability bin edges in the events of ``reference``."""
+    from flowsim.metrics.amplification import quantile_edges
+
+    x = io.read_matrix(reference, features)
+    return {name: quantile_edges(x[:, j], n_bins) for j, name in enumerate(features)}
+
+
 def _weights(flow: torch.nn.Module, weight_draw: int | None, model: PathLike) -> contextlib.AbstractContextManager:
     """The flow's weights to sample with: as trained, or one frozen draw of a Bayesian flow."""
     from flowsim.flows.bayesian import frozen_draw, is_bayesian
@@ -342,6 +351,7 @@ def fill_templates(
     device: str,
     max_nonfinite_fraction: float = 1e-3,
     weight_draw: int | None = None,
+    marginal_bins: int | None = None,
     threads: int = 1,
 ) -> FilledTemplates:
     """Rule ``fill_templates``: the run's after-cut templates of every observable of the
@@ -357,6 +367,9 @@ def fill_templates(
         weight_draw: defaults to None (the flow as trained; a Bayesian flow's mean weights);
             else the seed of one frozen draw of a Bayesian flow's weights
             (:func:`~flowsim.flows.bayesian.frozen_draw`), an ensemble member.
+        marginal_bins: defaults to None (no marginals); else every feature's marginal before
+            the cut is filled too, in this many equal-probability bins of ``reference``
+            (:func:`~flowsim.metrics.amplification.quantile_edges`).
     """
     from flowsim.analysis.config import AnalysisConfig
     from flowsim.analysis.filling import fill_from_chunks
@@ -374,11 +387,15 @@ def fill_templates(
         max_nonfinite_fraction=max_nonfinite_fraction, name=f"run {run}",
     )  # fmt: skip
     edges = {name: config.edges(name) for name in config.observables}
+    marginal_edges = (
+        None if marginal_bins is None else reference_quantile_edges(reference, chunks.features, marginal_bins)
+    )
     with _weights(flow, weight_draw, model):
-        filled = fill_from_chunks(chunks, net, net_scaler, cut=config.cut, edges=edges)
+        filled = fill_from_chunks(chunks, net, net_scaler, cut=config.cut, edges=edges, marginal_edges=marginal_edges)
     write_templates(
         outputs.templates, filled.histograms, n_generated=filled.n_generated,
         n_finite=filled.n_finite, n_selected=filled.n_selected, title=f"run {run}",
+        marginals=filled.marginals,
     )  # fmt: skip
     io.write_json(outputs.summary, {"run": run, "model": str(model), **filled.summary()})
     return filled

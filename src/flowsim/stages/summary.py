@@ -12,12 +12,14 @@ shift of the ML expected limit (see :func:`flowsim.analysis.results.largest_devi
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flowsim import io
+from flowsim.analysis.config import SCORE
 from flowsim.analysis.results import PointResult, largest_deviations
 from flowsim.metrics.copula import mean_chi2_per_dof, read_copula_pairs_tsv
 from flowsim.metrics.distances import METRICS
@@ -52,14 +54,15 @@ SUMMARY_COLUMNS = (
     *[f"{m}_{kind}" for m in METRICS for kind in ("mean", "baseline")],
     "copula_chi2_dof_mean", "copula_chi2_dof_baseline",
     "us_per_event", "nonfinite_fraction", "max_mu_pull", "max_mu_pull_at", "max_ul_shift",
-    "max_ul_shift_at",
+    "max_ul_shift_at", "G_score", "G_score_error", "max_spurious", "max_spurious_at",
 )  # fmt: skip
 #: Columns of a study's points table: the study's coordinates, then the run's figures.
 STUDY_POINT_COLUMNS = (
     "study", "run", "base", "model", "scan", "value", "x", "seed", "n_train", "val_nll",
     "best_epoch", "epochs_run", "train_seconds", "c2st_auc", "c2st_auc_err", "c2st_auc_null",
     "c2st_auc_null_err", *[f"{m}_{kind}" for m in METRICS for kind in ("mean", "baseline")],
-    "copula_chi2_dof_mean", "copula_chi2_dof_baseline", "us_per_event", "nonfinite_fraction",
+    "copula_chi2_dof_mean", "copula_chi2_dof_baseline", "us_per_event", "nonfinite_fraction", "G_score",
+    "G_score_error",
 )  # fmt: skip
 
 
@@ -80,6 +83,30 @@ def _analysis_columns(scans: Sequence[PathLike]) -> dict[str, Any]:
         "max_ul_shift": shift.value if shift else nan,
         "max_ul_shift_at": shift.where if shift else "",
     }  # fmt: skip
+
+
+def _worth_columns(files: Mapping[str, PathLike]) -> dict[str, Any]:
+    """The amplification G of the score template after the cut (with its error), and the
+    largest spurious signal |μ̂|/σ_μ of the ML background over the observables, signal fractions
+    and luminosities, with where it occurs (NaN and "" without the worth tables)."""
+    nan = float("nan")
+    row: dict[str, Any] = {"G_score": nan, "G_score_error": nan, "max_spurious": nan, "max_spurious_at": ""}
+    if files.get("amplification"):
+        score = [r for r in io.read_tsv(files["amplification"]) if r["template"] == SCORE]
+        if score:
+            row["G_score"], row["G_score_error"] = float(score[0]["G"]), float(score[0]["G_error"])
+    if files.get("spurious"):
+        points = [
+            r for r in io.read_tsv(files["spurious"])
+            if r["background"] == "ml" and math.isfinite(float(r["significance"]))
+        ]  # fmt: skip
+        if points:
+            worst = max(points, key=lambda r: abs(float(r["significance"])))
+            row["max_spurious"] = float(worst["significance"])
+            row["max_spurious_at"] = (
+                f"{worst['observable']} alpha={worst['alpha']} L={float(worst['lumi_fb']):.3g}/fb"
+            )
+    return row
 
 
 def run_row(run: str, files: Mapping[str, PathLike]) -> dict[str, Any]:
@@ -126,13 +153,15 @@ def summary_table(runs: Mapping[str, Mapping[str, PathLike]]) -> list[dict[str, 
     :func:`flowsim.analysis.results.largest_deviations`), each with where it occurs.
 
     Arguments:
-        runs: A run name to its files: those of :func:`run_row` and ``scans`` (the run's
-            luminosity-scan TSVs; may be empty).
+        runs: A run name to its files: those of :func:`run_row`, ``scans`` (the run's
+            luminosity-scan TSVs; may be empty), and optionally ``amplification`` and
+            ``spurious`` (the worth stage's tables).
     """
     table = []
     for run, files in runs.items():
         row = run_row(run, files)
         row.update(_analysis_columns(files.get("scans", [])))
+        row.update(_worth_columns(files))
         table.append(row)
     return table
 
@@ -154,6 +183,7 @@ class StudyOutputs:
     val_nll: PathLike
     c2st: PathLike
     copula: PathLike
+    amplification: PathLike
 
 
 @dataclass(frozen=True)
@@ -169,8 +199,11 @@ class StudyTables:
 
 def study_tables(study: Study, runs: Mapping[str, Mapping[str, PathLike]]) -> StudyTables:
     """Collect a study from its runs' files (``runs``: each point's run to its files, as for
-    :func:`run_row`)."""
+    :func:`run_row`, and its ``amplification`` table)."""
     rows = {point.run: run_row(point.run, runs[point.run]) for point in study.points}
+    for run, row in rows.items():
+        worth = _worth_columns({"amplification": runs[run].get("amplification")})
+        row.update({key: worth[key] for key in ("G_score", "G_score_error")})
     x = plot_positions(study, {run: row["n_train"] for run, row in rows.items()})
     points = []
     for point in study.points:
@@ -198,6 +231,9 @@ def write_study(tables: StudyTables, outputs: StudyOutputs) -> None:
     plot_study_metric(summary_rows, "val_nll", outputs.val_nll, ylabel="best validation NLL [nats/event]")
     plot_study_metric(summary_rows, "c2st_auc", outputs.c2st, ylabel="C2ST AUC (generated vs MC)")
     plot_study_metric(summary_rows, "copula_chi2_dof_mean", outputs.copula, ylabel=r"copula $\chi^2$/dof (pair mean)")
+    plot_study_metric(
+        summary_rows, "G_score", outputs.amplification, ylabel="amplification $G$ of the score template"
+    )
     io.write_tsv(outputs.points, tables.points, STUDY_POINT_COLUMNS)
     io.write_tsv(outputs.summary, summary_rows, STUDY_SUMMARY_COLUMNS)
 

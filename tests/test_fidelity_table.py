@@ -3,7 +3,6 @@ run and zuko's peers, and benchmarks/fidelity.py tabulates a study's outputs."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,9 @@ from flowsim.config import check_config, merge_config
 from flowsim.flows.registry import PEERS
 from flowsim.settings import parse_settings
 from flowsim.studies import STUDY_SUMMARY_COLUMNS, summarise_points
+from tests.benchmark_scripts import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _fidelity():
-    spec = importlib.util.spec_from_file_location("fidelity", ROOT / "benchmarks" / "fidelity.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_overlay_runs_every_default_run_and_the_peers_three_times(tmp_path):
@@ -65,7 +58,7 @@ def test_the_table_shows_mean_and_std_over_seeds(tmp_path, capsys):
     points += [_point("zuko_nsf", "zuko_nsf", 1, 0.56, 30.0)]
     io.write_tsv(tmp_path / "summary.tsv", summarise_points(points), list(STUDY_SUMMARY_COLUMNS))
     io.write_tsv(tmp_path / "points.tsv", points, list(points[0]))
-    assert _fidelity().main(["--study", str(tmp_path), "--markdown"]) == 0
+    assert load_benchmark("fidelity").main(["--study", str(tmp_path), "--markdown"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "null (MC test_a vs test_b): C2ST AUC 0.5010, copula χ²/dof 1.02"
     rqs = next(line for line in out if line.startswith("| rqs |"))
@@ -76,7 +69,7 @@ def test_the_table_shows_mean_and_std_over_seeds(tmp_path, capsys):
 
 
 def test_the_table_without_a_study_says_how_to_make_one(tmp_path, capsys):
-    assert _fidelity().main(["--study", str(tmp_path / "none")]) == 1
+    assert load_benchmark("fidelity").main(["--study", str(tmp_path / "none")]) == 1
     assert "--configfile config/fidelity.yaml" in capsys.readouterr().err
 
 

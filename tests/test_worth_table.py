@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 from flowsim import io
 from flowsim.stages.worth import AMPLIFICATION_COLUMNS, COVERAGE_COLUMNS, SPURIOUS_COLUMNS
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _worth():
-    spec = importlib.util.spec_from_file_location("worth_table", ROOT / "benchmarks" / "worth.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.benchmark_scripts import load_benchmark
 
 
 def _amplification(template: str, kind: str, g: float, limit: float) -> dict:
@@ -61,7 +50,7 @@ def test_the_tables_show_the_numbers_of_the_worth_stage(tmp_path, capsys):
         own = [{**_amplification("score", "after_cut", point["G_score"], 1.0), "G_high": float("inf")}]
         io.write_tsv(tmp_path / f"worth/{point['run']}/amplification.tsv", own, AMPLIFICATION_COLUMNS)
 
-    assert _worth().main(["--results", str(tmp_path), "--study", str(study), "--markdown"]) == 0
+    assert load_benchmark("worth").main(["--results", str(tmp_path), "--study", str(study), "--markdown"]) == 0
     out = capsys.readouterr().out.splitlines()
     # G∞ = n_equiv_limit / n_train = 3.5; the median of the marginals' G 0.4
     assert "| rqs | 3 × 2,000 | 1000 | 2.00 [1.60, 2.50] | 3.50 | 0.50 [0.40, 0.62] | 0.40 | 0.90 |" in out
@@ -74,5 +63,5 @@ def test_the_tables_show_the_numbers_of_the_worth_stage(tmp_path, capsys):
 
 
 def test_nothing_to_tabulate_says_so(tmp_path, capsys):
-    assert _worth().main(["--results", str(tmp_path)]) == 1
+    assert load_benchmark("worth").main(["--results", str(tmp_path)]) == 1
     assert "run the workflow first" in capsys.readouterr().out

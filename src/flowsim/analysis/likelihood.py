@@ -603,7 +603,7 @@ class BinnedLikelihood:
             The :class:`Profile` at :math:`\hat\mu`; ``1/sqrt(d2nll)`` is its HESSE uncertainty.
 
         Raises:
-            FitError: no convergence.
+            FitError: no convergence, or neither start (``init``, then μ = 1) inside the domain.
         """
         lo, hi = float(bounds[0]), float(bounds[1])
         history = [] if history is None else history

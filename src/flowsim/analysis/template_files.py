@@ -80,6 +80,16 @@ class BinnedCounts:
         self.sum_x += float(inside.sum())
         self.sum_x2 += float(np.square(inside).sum())
 
+    @property
+    def entries(self) -> int:
+        """Every value filled: in a bin, below or above the edges, or non-finite."""
+        return int(self.counts.sum()) + self.underflow + self.overflow + self.nonfinite
+
+    def th1d(self, name: str, title: str):
+        """These counts as a ROOT TH1D (under- and overflow in its flow bins)."""
+        contents = np.concatenate([[self.underflow], self.counts, [self.overflow]])
+        return _th1d(name, title.strip(), self.edges, contents, (float(self.counts.sum()), self.sum_x, self.sum_x2))
+
     def template(self, n_total: int) -> Template:
         """The :class:`Template` of these counts for ``n_total`` events before the cut."""
         return Template(self.edges, self.counts, n_total, self.underflow, self.overflow, self.nonfinite)
@@ -150,13 +160,11 @@ def write_templates(
             f"the cut flow must not grow: {n_generated} generated, {n_finite} finite, {n_selected} selected"
         )
     for name, h in histograms.items():
-        entries = int(h.counts.sum()) + h.underflow + h.overflow + h.nonfinite
-        if entries != n_selected:
-            raise ValueError(f"histogram {name!r} holds {entries} entries but {n_selected} events were selected")
+        if h.entries != n_selected:
+            raise ValueError(f"histogram {name!r} holds {h.entries} entries but {n_selected} events were selected")
     for name, h in marginals.items():
-        entries = int(h.counts.sum()) + h.underflow + h.overflow + h.nonfinite
-        if entries != n_finite:
-            raise ValueError(f"marginal {name!r} holds {entries} entries but {n_finite} events are finite")
+        if h.entries != n_finite:
+            raise ValueError(f"marginal {name!r} holds {h.entries} entries but {n_finite} events are finite")
     steps = np.array([0.0, n_generated, n_finite, n_selected, 0.0])
     with atomic_output(path, suffix=".root") as tmp, uproot.recreate(tmp) as f:
         f[CUTFLOW] = _th1d(
@@ -166,13 +174,9 @@ def write_templates(
              float(np.dot(steps[1:-1], (np.arange(3) + 0.5) ** 2))),
         )  # fmt: skip
         for name, h in histograms.items():
-            contents = np.concatenate([[h.underflow], h.counts, [h.overflow]])
-            f[name] = _th1d(name, f"{title} {name}, after the cut".strip(), h.edges, contents,
-                            (float(h.counts.sum()), h.sum_x, h.sum_x2))  # fmt: skip
+            f[name] = h.th1d(name, f"{title} {name}, after the cut")
         for name, h in marginals.items():
-            contents = np.concatenate([[h.underflow], h.counts, [h.overflow]])
-            f[f"{MARGINALS}/{name}"] = _th1d(name, f"{title} {name}, before the cut".strip(), h.edges,
-                                             contents, (float(h.counts.sum()), h.sum_x, h.sum_x2))  # fmt: skip
+            f[f"{MARGINALS}/{name}"] = h.th1d(name, f"{title} {name}, before the cut")
 
 
 def _counts(path: str | os.PathLike[str], name: str, hist) -> np.ndarray:
@@ -184,6 +188,23 @@ def _counts(path: str | os.PathLike[str], name: str, hist) -> np.ndarray:
             "weights, or a count is not a non-negative integer); templates need unweighted counts"
         )
     return values.astype(np.int64)
+
+
+def _read_template(
+    path: str | os.PathLike[str], hist, key: str, kind: str, n_in: int, which: str, n_finite: int
+) -> Template:
+    """The :class:`Template` of histogram ``key`` of the file ``path`` (a ``kind``: histogram or
+    marginal), filled by ``n_in`` events (``which``: selected or finite), ``N`` = ``n_finite``.
+
+    Events of ``n_in`` in no bin and not under/overflow had a non-finite value.
+    """
+    counts = _counts(path, key, hist)
+    if int(counts.sum()) > n_in:
+        raise ValueError(f"{path}: {kind} {key.split('/')[-1]!r} holds more entries than the {n_in} {which} events")
+    return Template(
+        np.asarray(hist.axis().edges(), dtype=float), counts[1:-1], n_finite, int(counts[0]), int(counts[-1]),
+        n_in - int(counts.sum()),
+    )
 
 
 def read_templates(path: str | os.PathLike[str]) -> TemplateFile:
@@ -203,31 +224,16 @@ def read_templates(path: str | os.PathLike[str]) -> TemplateFile:
         if flow.size != len(CUTFLOW_STEPS):
             raise ValueError(f"{path}: the cut flow has {flow.size} bins, expected {len(CUTFLOW_STEPS)}")
         n_generated, n_finite, n_selected = (int(v) for v in flow)
-        templates = {}
-        for name in names:
-            if name == CUTFLOW:
-                continue
-            hist = f[name]
-            counts = _counts(path, name, hist)
-            if int(counts.sum()) > n_selected:
-                raise ValueError(f"{path}: histogram {name!r} holds more entries than the {n_selected} selected events")
-            # selected events in no bin and not under/overflow had a non-finite value
-            nonfinite = n_selected - int(counts.sum())
-            templates[name] = Template(
-                np.asarray(hist.axis().edges(), dtype=float), counts[1:-1], n_finite,
-                int(counts[0]), int(counts[-1]), nonfinite,
-            )  # fmt: skip
+        templates = {
+            name: _read_template(path, f[name], name, "histogram", n_selected, "selected", n_finite)
+            for name in names
+            if name != CUTFLOW
+        }
         marginals = {}
         if any(key.split(";")[0] == MARGINALS for key in classes):
             for name in sorted({key.split(";")[0] for key in f[MARGINALS].keys(cycle=True)}):
-                hist = f[f"{MARGINALS}/{name}"]
-                counts = _counts(path, f"{MARGINALS}/{name}", hist)
-                if int(counts.sum()) > n_finite:
-                    raise ValueError(f"{path}: marginal {name!r} holds more entries than the {n_finite} finite events")
-                marginals[name] = Template(
-                    np.asarray(hist.axis().edges(), dtype=float), counts[1:-1], n_finite,
-                    int(counts[0]), int(counts[-1]), n_finite - int(counts.sum()),
-                )  # fmt: skip
+                key = f"{MARGINALS}/{name}"
+                marginals[name] = _read_template(path, f[key], key, "marginal", n_finite, "finite", n_finite)
     return TemplateFile(n_generated, n_finite, n_selected, templates, marginals)
 
 

@@ -91,20 +91,24 @@ def test_interval_quantile_is_exact():
 
 def test_interval_ends_at_the_bounds_and_the_positive_count_floor():
     lik = _single_bin(10.0, 100.0, 120.0)
-    best, lo, hi = profile_interval(lik, bounds=(-10.0, 2.5))
+    truncated: list[float] = []
+    best, lo, hi = profile_interval(lik, bounds=(-10.0, 2.5), truncated=truncated)
     assert hi == 2.5 and best.mu == pytest.approx(2.0, abs=1e-6)
-    best, lo, hi = profile_interval(lik, bounds=(3.0, 10.0))
+    assert truncated == [2.5]  # the lower end is a crossing
+    truncated.clear()
+    best, lo, hi = profile_interval(lik, bounds=(3.0, 10.0), truncated=truncated)
     # mu_hat on the bound 3: the interval is measured from the bounded best fit
     at_bound = _deviance(120.0, 130.0) + chi2.ppf(0.68, 1)
-    assert best.mu == lo == 3.0
+    assert best.mu == lo == 3.0 and truncated == [3.0]
     assert hi == pytest.approx(brentq(lambda m: _deviance(120.0, 10 * m + 100) - at_bound, 3, 9), rel=1e-4)
     # 0.3 events on a background of 10, signal 50: the lower end (nu ~ 0.02) lies below the lowest
     # mu searched, where the nominal count is 1% of the background: mu = -0.99 * 10/50
     s, b, n = 50.0, 10.0, 0.3
-    best, lo, hi = profile_interval(_single_bin(s, b, n), level=0.68)
+    truncated.clear()
+    best, lo, hi = profile_interval(_single_bin(s, b, n), level=0.68, truncated=truncated)
     q = chi2.ppf(0.68, 1)
     assert best.mu == pytest.approx((n - b) / s, abs=1e-6)
-    assert lo == pytest.approx(-0.99 * b / s, rel=1e-12)
+    assert lo == pytest.approx(-0.99 * b / s, rel=1e-12) and truncated == [lo]
     assert hi == pytest.approx(brentq(lambda m: _deviance(n, m * s + b) - q, (n - b) / s, 10.0), rel=1e-4)
 
 
@@ -120,9 +124,11 @@ class _Undefined(BinnedLikelihood):
 def test_interval_ends_where_the_profile_cannot_be_solved():
     full = _single_bin(10.0, 100.0, 120.0)
     cut = _Undefined(full.signal, full.background, full.observed, full.tau, full.delta)
-    best, lo, hi = profile_interval(cut, init=full.profile(3.0))  # the fit starts at mu = 3
+    truncated: list[float] = []
+    best, lo, hi = profile_interval(cut, init=full.profile(3.0), truncated=truncated)  # the fit starts at mu = 3
     assert best.mu == pytest.approx(2.0, abs=1e-6)
     assert lo == pytest.approx(1.5, abs=1e-8)  # the true end, 0.94, is beyond the domain
+    assert truncated == [lo]
     assert hi == pytest.approx(profile_interval(full)[2], rel=1e-9)
 
 

@@ -316,6 +316,7 @@ def profile_interval(
     level: float = 0.68,
     bounds: tuple[float, float] = (-10.0, 10.0),
     init: Profile | None = None,
+    truncated: list[float] | None = None,
 ) -> tuple[Profile, float, float]:
     r"""Best fit :math:`\hat\mu` within ``bounds`` and the two-sided profile-likelihood interval.
 
@@ -351,6 +352,9 @@ def profile_interval(
         level: defaults to 0.68 (confidence level of the interval, in (0, 1)).
         bounds: defaults to (-10, 10) (the range of μ searched; negative μ allowed).
         init: defaults to None (fit from μ = 1, nominal nuisances); else a profile to start from.
+        truncated: defaults to None; else a list each end that is not a crossing of
+            :math:`q^*` is appended to (cut at a bound, at :math:`\mu_{\min}` or where the model
+            ends: the interval is then too short on that side).
 
     Returns:
         ``(best, lo, hi)``: the profile at :math:`\hat\mu` and the interval's ends.
@@ -415,6 +419,12 @@ def profile_interval(
 
     scale = math.sqrt(target) / math.sqrt(best.d2nll) if best.d2nll > 0 else (upper - lower) / 100.0
 
+    def cut(mu: float) -> float:
+        """An end where the search stopped short of the crossing, noted in ``truncated``."""
+        if truncated is not None:
+            truncated.append(mu)
+        return mu
+
     def end(direction: float) -> float:
         edge = upper if direction > 0 else lower
         inside, bad = best.mu, None
@@ -435,7 +445,7 @@ def profile_interval(
                 # the domain ends between inside and bad: bisect to its edge
                 if abs(bad - inside) <= 1e-9 * max(1.0, abs(inside)):
                     log.info("interval end at mu=%.6g: the profile is not defined beyond", inside)
-                    return float(inside)
+                    return cut(float(inside))
                 trial = 0.5 * (inside + bad)
                 continue
             # Newton's guess of the crossing (slope 2 p'), 5% beyond to bracket it, but at most
@@ -444,6 +454,6 @@ def profile_interval(
             slope = 2.0 * direction * prof.dnll
             ahead = 1.05 * -value / slope if slope > 0 else distance
             trial += direction * min(max(ahead, 0.01 * scale), distance)
-        return edge
+        return cut(edge)
 
     return best, end(-1.0), end(1.0)

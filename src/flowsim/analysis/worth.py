@@ -193,19 +193,6 @@ def _check_rates(alpha: float, sigma_b_fb: float, lumis: np.ndarray) -> None:
 
 
 # spurious signal ------------------------------------------------------------------------------
-def _truncated(lik: BinnedLikelihood, best: Profile, end: float, target: float) -> bool:
-    """Whether an interval end is not a crossing of 2Δp = target (cut at a bound or where the
-    model ends): the profile there is clearly below the target, or cannot be solved."""
-    for start in (best.nuisances, None):  # a warm start can stall where a cold one does not
-        try:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                prof = lik.profile(end, start)
-        except FitError:
-            continue
-        return not 2.0 * (prof.nll - best.nll) > target - 1e-6 * max(1.0, target)
-    return True
-
-
 def spurious_signal_scan(
     signal: Template,
     truth: Template,
@@ -251,7 +238,6 @@ def spurious_signal_scan(
     _check_rates(alpha, sigma_b_fb, lumis)
     _, signal, truth, prediction = _merged(signal, truth, prediction)
     template, surrogate_error = _background_model(prediction, with_surrogate)
-    target = float(chi2.ppf(ONE_SIGMA, 1))
     results: list[SpuriousSignal] = []
     init: Profile | None = None
     for lumi in map(float, lumis):
@@ -263,14 +249,15 @@ def spurious_signal_scan(
         yields = yields._replace(observed=truth.yields(background_total(lumi, sigma_b_fb)))
         lik = BinnedLikelihood.from_yields(yields)
         try:
-            best, lo, hi = profile_interval(lik, level=ONE_SIGMA, bounds=MU_BOUNDS, init=init)
+            truncated: list[float] = []
+            best, lo, hi = profile_interval(lik, level=ONE_SIGMA, bounds=MU_BOUNDS, init=init, truncated=truncated)
         except _FIT_ERRORS as err:
             nan = math.nan
             results.append(SpuriousSignal(lumi, background, nan, nan, nan, nan, failure_reason("fit failed", err)))
             log.warning("spurious signal %s L=%.4g: %s", background, lumi, results[-1].status)
             continue
         init = best
-        cut = [f"{x:.6g}" for x in (lo, hi) if _truncated(lik, best, x, target)]
+        cut = [f"{x:.6g}" for x in truncated]
         status = "ok" if not cut else f"interval cut at mu={' and '.join(cut)} (sigma_mu too small)"
         sigma = 0.5 * (hi - lo)
         point = SpuriousSignal(

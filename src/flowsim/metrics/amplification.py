@@ -71,6 +71,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flowsim.arrays import finite_sample
+from flowsim.metrics.distances import reference_binning
 
 __all__ = [
     "Amplification",
@@ -276,11 +277,9 @@ def quantile_edges(values: np.ndarray, n_bins: int) -> np.ndarray:
         n_bins + 1 may result.
     """
     x = finite_sample(values, "values")
-    if int(n_bins) != n_bins or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
-    edges = np.unique(np.quantile(x, np.linspace(0.0, 1.0, int(n_bins) + 1)))
-    if edges.size < 2:
-        raise ValueError(f"values need at least 2 distinct values for bin edges, got only {edges[0]!r}")
+    edges = reference_binning(x, n_bins, kind="quantile", quantile_range=(0.0, 1.0))
+    if x.min() == x.max():  # reference_binning would make a unit window around the one value
+        raise ValueError(f"values need at least 2 distinct values for bin edges, got only {x[0]!r}")
     return edges
 
 

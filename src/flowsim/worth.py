@@ -97,6 +97,7 @@ def parse_worth(config: Mapping[str, Any], runs: Mapping[str, RunSpec]) -> Worth
             coverage study of an unknown run, off the toy, or with settings a run refuses.
     """
     section = config.get("worth", {}) or {}
+    default = WorthSettings()  # the schema's defaults (tests/test_settings.py ties them)
     source = config.get("data", {}).get("source", "toy")
     truth = section.get("truth", "auto")
     truth = ("toy" if source == "toy" else "holdout") if truth == "auto" else truth
@@ -106,7 +107,7 @@ def parse_worth(config: Mapping[str, Any], runs: Mapping[str, RunSpec]) -> Worth
         raise ConfigError(
             "worth.truth", f"a toy truth judges flows trained on toy data only; data.source is {source!r}: use holdout"
         )
-    truth_seed = int(section.get("truth_seed", 271828))
+    truth_seed = int(section.get("truth_seed", default.truth_seed))
     if truth == "toy" and truth_seed == config.get("data", {}).get("toy", {}).get("seed"):
         raise ConfigError("worth.truth_seed", f"{truth_seed} is data.toy.seed: the truth must be independent")
     coverage = _coverage(config, section.get("coverage"), runs, source)
@@ -116,11 +117,11 @@ def parse_worth(config: Mapping[str, Any], runs: Mapping[str, RunSpec]) -> Worth
             replica_of.update({run: r for run in (name, *coverage.template_runs[name])})
     return WorthSettings(
         truth=truth,
-        truth_events=int(section.get("truth_events", 1_000_000)),
+        truth_events=int(section.get("truth_events", default.truth_events)),
         truth_seed=truth_seed,
-        marginal_bins=int(section.get("marginal_bins", 20)),
-        n_bootstrap=int(section.get("n_bootstrap", 200)),
-        seed=int(section.get("seed", 0)),
+        marginal_bins=int(section.get("marginal_bins", default.marginal_bins)),
+        n_bootstrap=int(section.get("n_bootstrap", default.n_bootstrap)),
+        seed=int(section.get("seed", default.seed)),
         coverage=coverage,
         replica_of=MappingProxyType(replica_of),
     )

@@ -51,7 +51,7 @@ def test_schema_fills_defaults_of_missing_sections():
         (lambda c: c["data"].update(source="ftp"), ["ftp", "source"]),
         (lambda c: c["data"]["toy"].update(n_events="many"), ["many", "n_events"]),
         (lambda c: c["splits"].update(ml_fraction=1.5), ["1.5", "ml_fraction"]),
-        (lambda c: c.update(features=["lepton_pt", "m_h"]), ["m_h", "features"]),
+        (lambda c: c.update(features=["lepton_pt", "m h"]), ["m h", "features"]),
         (lambda c: c["scaling"].update(method="minmax"), ["minmax", "method"]),
         (lambda c: c.update(flowz={}), ["flowz"]),
         (lambda c: c["analysis"].update(cut=1.5), ["1.5", "cut"]),
@@ -87,14 +87,58 @@ def test_path_source_needs_an_existing_csv(tmp_path):
 
 def test_the_schemas_enums_are_the_codes_lists():
     """The schema spells out its choices for the reader; these are the lists the code acts on."""
-    from flowsim.data.higgs import FEATURE_COLUMNS
     from flowsim.data.scaling import METHODS
     from flowsim.flows import FLOWS
 
     schema = yaml.safe_load(Path(SCHEMA).read_text())["properties"]
     assert schema["flows"]["additionalProperties"]["properties"]["model"]["enum"] == list(FLOWS)
-    assert schema["features"]["items"]["enum"] == list(FEATURE_COLUMNS)
     assert schema["scaling"]["properties"]["method"]["enum"] == list(METHODS)
+
+
+@pytest.mark.parametrize(
+    ("features", "message"),
+    [
+        (["lepton_pt", "m_h"], r"'features\[1\]': 'm_h': the HIGGS sources have the columns"),
+        (["lepton_pt", {"name": "j", "expression": "jet1_pt * 2"}], "features defined by expressions need data.source"),
+        (["lepton_pt", "lepton_pt"], r"'features': listed more than once: \['lepton_pt'\]"),
+        (["label", "met"], r"'features\[0\]': 'label' is the name of the split files' own branch"),
+    ],
+)
+def test_higgs_sources_take_unique_higgs_columns(features, message):
+    config = default_config()
+    config["features"] = features
+    config["symmetry"]["flip_signs"] = []
+    with pytest.raises(ConfigError, match=message):
+        check_config(config)
+
+
+def test_root_source_checks_files_and_expressions(tmp_path):
+    config = default_config()
+    config["symmetry"]["flip_signs"] = []
+    config["analysis"]["observables"] = {"score": None}
+    config["data"]["source"] = "root"
+    with pytest.raises(ConfigError, match="'data.root.background': required when data.source is 'root'"):
+        check_config(config)
+    (tmp_path / "b.root").write_bytes(b"")
+    config["data"]["root"] = {
+        "background": {"files": [str(tmp_path / "b.root")], "weight": "w *"},
+        "signal": {"files": [str(tmp_path / "s_*.root")]},
+    }
+    config["features"] = ["MET_pt", {"name": "j1", "expression": "Jet_pt[:, 0]"}]
+    with pytest.raises(ConfigError, match=r"'data.root.background.weight': 'w \*' is not a valid expression"):
+        check_config(config)
+    config["data"]["root"]["background"]["weight"] = "w * 2"
+    with pytest.raises(ConfigError, match=r"'data.root.signal.files': '.*s_\*.root' matches no file"):
+        check_config(config)
+    (tmp_path / "s_1.root").write_bytes(b"")
+    config["features"][1]["expression"] = "Jet_pt.__len__()"
+    with pytest.raises(ConfigError, match=r"'features\[1\].expression': .* uses the attribute '__len__'"):
+        check_config(config)
+    config["features"][1]["expression"] = "Jet_pt[:, 0]"
+    check_config(config)
+    config["data"]["max_rows"] = 100
+    with pytest.raises(ConfigError, match="'data.max_rows': reads the first rows of a HIGGS file"):
+        check_config(config)
 
 
 def test_symmetry_flips_only_features():
@@ -107,9 +151,10 @@ def test_symmetry_flips_only_features():
 
 
 # config/paper.yaml stands alone (test_paper_config); config/fidelity.yaml needs a data file and zuko
-# (tests/test_fidelity_table.py)
+# (tests/test_fidelity_table.py); config/ntuple.yaml needs its ntuples (tests/workflow/test_ntuple_workflow.py)
 OVERLAYS = sorted(
-    p for p in (ROOT / "config").glob("*.yaml") if p.name not in ("config.yaml", "paper.yaml", "fidelity.yaml")
+    p for p in (ROOT / "config").glob("*.yaml")
+    if p.name not in ("config.yaml", "paper.yaml", "fidelity.yaml", "ntuple.yaml")
 )
 
 

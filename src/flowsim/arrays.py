@@ -55,7 +55,7 @@ def event_weights(weights: np.ndarray | None, n: int, name: str = "weights") -> 
         return None
     w = np.asarray(weights, dtype=np.float64)
     if w.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},), one per generated event; got {w.shape}")
+        raise ValueError(f"{name} must have shape ({n},), one per event; got {w.shape}")
     if not np.isfinite(w).all():
         raise ValueError(f"{name} has non-finite values")
     if not w.sum() > 0:

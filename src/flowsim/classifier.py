@@ -95,19 +95,35 @@ def weighted_bce_loss(model: nn.Module, batch) -> Tensor:
     return F.binary_cross_entropy_with_logits(model(x), y, weight=w)
 
 
-def balanced_weights(y: np.ndarray) -> np.ndarray:
+def balanced_weights(y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     r"""Per-event weights that give both classes equal total weight, with mean 1.
 
     :math:`w_i = N / (2 N_{y_i})`. With them the minimiser of the weighted cross-entropy is
     :math:`D(x) = p_1(x) / (p_0(x) + p_1(x))` whatever the class mix of the sample, so a score
     cut means the same on a 10%-signal file as on the balanced HIGGS set.
+
+    With event weights :math:`v` (weighted MC, some may be negative) the classes are balanced in
+    :math:`\sum v`, not in counts: :math:`w_i = v_i N / (2 V_{y_i})` with :math:`V_c` the sum of
+    the weights of class :math:`c`, so each class again sums to :math:`N/2`; all-ones weights
+    give the unweighted result bit for bit.
     """
     y = np.asarray(y)
     n_pos = int(np.count_nonzero(y == 1))
     n_neg = y.size - n_pos
     if n_pos == 0 or n_neg == 0:
         raise ValueError(f"both classes are needed for balanced weights, got {n_pos} and {n_neg}")
-    return np.where(y == 1, y.size / (2 * n_pos), y.size / (2 * n_neg)).astype(np.float32)
+    if weights is None:
+        return np.where(y == 1, y.size / (2 * n_pos), y.size / (2 * n_neg)).astype(np.float32)
+    v = np.asarray(weights, dtype=np.float64)
+    if v.shape != y.shape:
+        raise ValueError(f"expected {y.size} event weights, one per label, got shape {v.shape}")
+    v_pos, v_neg = float(v[y == 1].sum()), float(v[y != 1].sum())
+    if not (v_pos > 0 and v_neg > 0):
+        raise ValueError(
+            f"each class needs a positive sum of event weights to be balanced, got {v_pos:g} "
+            f"(class 1) and {v_neg:g} (class 0)"
+        )
+    return (v * np.where(y == 1, y.size / (2 * v_pos), y.size / (2 * v_neg))).astype(np.float32)
 
 
 def fit_classifier(

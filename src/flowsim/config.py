@@ -14,7 +14,14 @@ from typing import Any
 
 from flowsim.errors import ConfigError
 
-__all__ = ["check_config", "merge_config"]
+__all__ = ["check_config", "features_of", "merge_config"]
+
+
+def features_of(config: Mapping[str, Any]) -> list[str]:
+    """The names of the configuration's ``features`` (entries may be mappings with a ``name``)."""
+    from flowsim.data.ntuple import feature_names
+
+    return feature_names(config["features"])
 
 
 def merge_config(config: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
@@ -36,6 +43,7 @@ def _merge_into(target: MutableMapping[str, Any], overlay: Mapping[str, Any]) ->
 def check_config(config: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` for the first cross-key inconsistency found."""
     _check_data(config)
+    _check_features(config)
     _check_symmetry(config)
     _check_flows(config)
     _check_studies(config)
@@ -45,10 +53,10 @@ def check_config(config: Mapping[str, Any]) -> None:
 def _check_symmetry(config: Mapping[str, Any]) -> None:
     """A symmetry may only flip features the events have."""
     for name in config.get("symmetry", {}).get("flip_signs", []):
-        if name not in config["features"]:
+        if name not in features_of(config):
             raise ConfigError(
                 "symmetry.flip_signs",
-                f"{name!r} is not among the features {list(config['features'])}; list features only",
+                f"{name!r} is not among the features {features_of(config)}; list features only",
             )
 
 
@@ -73,10 +81,10 @@ def _check_analysis(config: Mapping[str, Any]) -> None:
     section = config.get("analysis", {})
     analysis = AnalysisConfig.from_mapping(section)
     for name in analysis.observables:
-        if name != SCORE and name not in config["features"]:
+        if name != SCORE and name not in features_of(config):
             raise ConfigError(
                 f"analysis.observables.{name}",
-                f"not a feature of the events; use '{SCORE}' or one of {list(config['features'])}",
+                f"not a feature of the events; use '{SCORE}' or one of {features_of(config)}",
             )
     # alphas name files (lumi_scan_score_alpha0.01.tsv): each must print as itself, once
     labels = [alpha_label(alpha) for alpha in analysis.alphas]
@@ -113,7 +121,7 @@ def _check_flows(config: Mapping[str, Any]) -> None:
         if key in built:
             continue
         try:
-            build_flow(entry["model"], len(config["features"]), **_shrunk(entry.get("params", {})))
+            build_flow(entry["model"], len(features_of(config)), **_shrunk(entry.get("params", {})))
         except MissingPackageError as exc:
             raise ConfigError(f"flows.{run}.model", f"{entry['model']}: {exc}") from None
         except ValueError as exc:
@@ -135,8 +143,65 @@ def _shrunk(params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _check_features(config: Mapping[str, Any]) -> None:
+    """Feature names must be unique and not the splits' own branches; the HIGGS sources take
+    HIGGS columns only; the ntuple source's expressions must parse."""
+    from flowsim.data.higgs import FEATURE_COLUMNS, LABEL
+    from flowsim.data.ntuple import Expression, NtupleError
+    from flowsim.io import WEIGHT
+
+    names = features_of(config)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError("features", f"listed more than once: {repeated}")
+    for i, entry in enumerate(config["features"]):
+        name = names[i]
+        if name in (LABEL, WEIGHT):
+            raise ConfigError(
+                f"features[{i}]", f"{name!r} is the name of the split files' own branch; rename the feature"
+            )
+        if config["data"]["source"] != "root":
+            if not isinstance(entry, str) or entry not in FEATURE_COLUMNS:
+                raise ConfigError(
+                    f"features[{i}]",
+                    f"{entry!r}: the HIGGS sources have the columns {list(FEATURE_COLUMNS)}; "
+                    "features defined by expressions need data.source root",
+                )
+        elif not isinstance(entry, str):
+            try:
+                Expression(str(entry.get("expression") or name), key=f"features[{i}].expression")
+            except NtupleError as exc:
+                raise ConfigError(exc.where, exc.problem) from None
+
+
+def _check_ntuples(root: Mapping[str, Any]) -> None:
+    """Each class names files that exist, and every expression of ``data.root`` parses."""
+    from flowsim.data.ntuple import Expression, NtupleError, expand_files
+
+    for cls in ("background", "signal"):
+        key = f"data.root.{cls}"
+        entry = root.get(cls)
+        if not entry:
+            raise ConfigError(key, "required when data.source is 'root': {files: [...], tree: ..., weight: ...}")
+        try:
+            expand_files(entry["files"], key=f"{key}.files")
+            if entry.get("weight"):
+                Expression(entry["weight"], key=f"{key}.weight")
+        except NtupleError as exc:
+            raise ConfigError(exc.where, exc.problem) from None
+    if root.get("preselection"):
+        try:
+            Expression(root["preselection"], key="data.root.preselection")
+        except NtupleError as exc:
+            raise ConfigError(exc.where, exc.problem) from None
+
+
 def _check_data(config: Mapping[str, Any]) -> None:
     data = config["data"]
+    if data["source"] == "root":
+        _check_ntuples(data.get("root", {}))
+        if data.get("max_rows") is not None:
+            raise ConfigError("data.max_rows", "reads the first rows of a HIGGS file; for ntuples use data.max_events")
     if data["source"] == "path":
         path = data.get("path")
         if not path:

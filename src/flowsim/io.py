@@ -23,6 +23,7 @@ import numpy as np
 
 __all__ = [
     "TREE_NAME",
+    "WEIGHT",
     "EventWriter",
     "atomic_output",
     "event_writer",
@@ -31,6 +32,7 @@ __all__ = [
     "read_json",
     "read_matrix",
     "read_tsv",
+    "read_weights",
     "remove_stale_temporaries",
     "root_entries",
     "text_table",
@@ -43,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: Name of the TTree holding events in every ROOT file the workflow writes.
 TREE_NAME = "events"
+#: Branch of an MC events file holding its per-event weights; a file without it is unweighted.
+WEIGHT = "weight"
 
 
 def _file_mode() -> int:
@@ -206,6 +210,23 @@ def read_matrix(path: str | os.PathLike[str], columns: Sequence[str]) -> np.ndar
     for j, name in enumerate(columns):
         out[:, j] = arrays[name]
     return out
+
+
+def read_weights(path: str | os.PathLike[str]) -> np.ndarray | None:
+    """The per-event weights (branch :data:`WEIGHT`) of ``events`` as float64, checked by
+    :func:`flowsim.weights.check_weights`; None for an unweighted file."""
+    import uproot
+
+    from flowsim.weights import check_weights
+
+    with uproot.open(path) as f:
+        if TREE_NAME not in f:
+            raise KeyError(f"{path}: no TTree '{TREE_NAME}' (keys: {f.keys()})")
+        tree = f[TREE_NAME]
+        if WEIGHT not in tree.keys():
+            return None
+        weights = tree[WEIGHT].array(library="np")
+        return check_weights(weights, int(tree.num_entries), name=str(path))
 
 
 def root_entries(path: str | os.PathLike[str]) -> int:

@@ -280,8 +280,9 @@ def train(
     """Train ``model`` to minimise ``loss_fn(model, batch)``; restore and return the best epoch.
 
     ``train_data``/``val_data`` are tuples of tensors with events along dim 0 (e.g. ``(x,)``
-    for a flow, ``(x, y)`` for a classifier), moved to the model's device by the caller or
-    here. ``checkpoint`` names the file written after each epoch; if it exists and was made by
+    for a flow, ``(x, w̃)`` for one trained on weighted events, ``(x, y)`` for a classifier),
+    moved to the model's device by the caller or here. ``checkpoint`` names the file written
+    after each epoch; if it exists and was made by
     the same set-up (``config``, ``fingerprint_extra``, e.g. the model's hyperparameters, and
     the content of ``train_data`` and ``val_data``, by sha256), training resumes from it; a
     checkpoint of any other set-up is removed with a log line naming what differs.

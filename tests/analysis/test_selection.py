@@ -212,3 +212,96 @@ def test_balanced_training_makes_the_score_independent_of_the_signal_fraction(ba
     prior_logit = 0.0 if balance else math.log(1 / 9)
     bayes = 1 / (1 + np.exp(-(6 * t + prior_logit)))
     np.testing.assert_allclose(predict_proba(model, scaler.transform(line)), bayes, atol=0.15)
+
+
+# --- weighted MC ---------------------------------------------------------------------------------
+
+
+def test_balanced_weights_with_event_weights_balance_the_sums_of_weights():
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(10), np.zeros(90)]
+    v = rng.uniform(-0.5, 3.0, size=100)
+    w = balanced_weights(y, v)
+    # each class sums to N/2 in weight, whatever its count, and keeps its events' relative weights
+    assert w[:10].sum() == pytest.approx(50.0, rel=1e-6) and w[10:].sum() == pytest.approx(50.0, rel=1e-6)
+    np.testing.assert_allclose(w[:10], v[:10] * 50 / v[:10].sum(), rtol=1e-6)
+    np.testing.assert_allclose(w[10:], v[10:] * 50 / v[10:].sum(), rtol=1e-6)
+    np.testing.assert_array_equal(balanced_weights(y, np.ones(100)), balanced_weights(y))
+    with pytest.raises(ValueError, match=r"positive sum of event weights.*-1 \(class 1\)"):
+        balanced_weights(y, np.r_[-0.1 * np.ones(10), np.ones(90)])
+
+
+def test_labelled_sample_carries_the_event_weights_of_the_kept_events():
+    sig, bkg = _gaussians(50, 1.0, 0), _gaussians(80, -1.0, 1)
+    v_sig = 100.0 + np.arange(50)  # the weight says which event it belongs to
+    x, y, w = labelled_sample(sig, bkg, max_events=20, seed=3, signal_weights=v_sig)
+    x_plain, y_plain = labelled_sample(sig, bkg, max_events=20, seed=3)
+    np.testing.assert_array_equal(x, x_plain)  # the same subsets as without weights
+    index = [int(np.flatnonzero((sig == row).all(axis=1))[0]) for row in x[:20]]
+    np.testing.assert_array_equal(w[:20], v_sig[index])
+    np.testing.assert_array_equal(w[20:], np.ones(20))  # an unweighted class: each event weighs 1
+    with pytest.raises(ValueError, match="signal events: expected 50 event weights"):
+        labelled_sample(sig, bkg, signal_weights=np.ones(49))
+
+
+@pytest.mark.parametrize("balance", [True, False])
+def test_weighted_training_learns_the_posterior_of_the_weighted_densities(balance):
+    """Signal drawn from N(½, 1)³ and weighted by N(1, 1)³/N(½, 1)³ / 9 describes N(1, 1)³ at a
+    10% prior against unweighted background N(−1, 1)³ (equal counts): along x = t(1, 1, 1) the
+    posterior is σ(6t) balanced in Σw and σ(6t + ln(1/9)) unbalanced. Ignoring the weights gives
+    σ(4.5t + 1.125) (0.75 at t = 0), balancing counts instead of Σw σ(6t + ln(1/9))."""
+    settings = ClassifierSettings.from_mapping({
+        "hidden": 16, "residual_blocks": 1, "balance_classes": balance,
+        "training": {"max_epochs": 15, "batch_size": 128, "lr": 3e-3, "device": "cpu"},
+    })  # fmt: skip
+
+    def split(n: int, seed: int) -> tuple[np.ndarray, ...]:
+        sig = _gaussians(n, 0.5, seed)
+        ratio = np.exp((0.5 * (sig.astype(np.float64) - 0.75)).sum(axis=1))
+        return labelled_sample(sig, _gaussians(n, -1.0, seed + 1), signal_weights=ratio / 9)
+
+    x, y, w = split(2000, 1)
+    xv, yv, wv = split(500, 3)
+    scaler = fit_scaler(x, FEATURES, "gauss_rank")
+    model, _ = train_signal_classifier(
+        (scaler.transform(x), y), (scaler.transform(xv), yv), settings, train_weights=w, val_weights=wv
+    )
+    t = np.linspace(-0.5, 0.5, 5)
+    line = (t[:, None] * np.ones((1, 3))).astype(np.float32)
+    prior_logit = 0.0 if balance else math.log(1 / 9)
+    bayes = 1 / (1 + np.exp(-(6 * t + prior_logit)))
+    np.testing.assert_allclose(predict_proba(model, scaler.transform(line)), bayes, atol=0.12)
+
+
+def test_all_ones_event_weights_train_the_unweighted_classifier_bit_for_bit():
+    settings = ClassifierSettings.from_mapping(
+        {"hidden": 8, "residual_blocks": 1, "training": {"max_epochs": 2, "device": "cpu"}}
+    )
+    x, y = labelled_sample(_gaussians(300, 1.0, 1), _gaussians(500, -1.0, 2))
+    xv, yv = labelled_sample(_gaussians(100, 1.0, 3), _gaussians(100, -1.0, 4))
+    plain, plain_result = train_signal_classifier((x, y), (xv, yv), settings)
+    ones, ones_result = train_signal_classifier(
+        (x, y), (xv, yv), settings, train_weights=np.ones(len(y)), val_weights=np.ones(len(yv))
+    )
+    losses = lambda result: [(row["train_loss"], row["val_loss"]) for row in result.history]  # noqa: E731
+    assert losses(plain_result) == losses(ones_result)
+    for name, value in plain.state_dict().items():
+        assert torch.equal(value, ones.state_dict()[name]), name
+    with pytest.raises(ValueError, match="event weights for one split only"):
+        train_signal_classifier((x, y), (xv, yv), settings, train_weights=np.ones(len(y)))
+
+
+def test_the_classifier_stage_refuses_weights_that_do_not_sum_to_a_positive_number(tmp_path):
+    from flowsim.stages.classifier import fit_signal_classifier
+    from flowsim.weights import WeightError
+
+    x = _gaussians(20, 1.0, 0)
+    io.write_events(tmp_path / "sig.root", {**{f: x[:, j] for j, f in enumerate(FEATURES)}, io.WEIGHT: -np.ones(20)})
+    _write(tmp_path / "bkg.root", _gaussians(20, -1.0, 1))
+    files = {"signal": tmp_path / "sig.root", "background": tmp_path / "bkg.root"}
+    with pytest.raises(WeightError, match=r"sig\.root: the event weights sum to -20"):
+        fit_signal_classifier(
+            signal_train=files["signal"], background_train=files["background"], signal_val=files["signal"],
+            background_val=files["background"], signal_test=[], background_test=[], features=FEATURES,
+            scaling_method="gauss_rank", section={},
+        )  # fmt: skip

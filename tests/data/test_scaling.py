@@ -168,3 +168,82 @@ def test_asymmetry_threshold_has_the_stated_false_alarm_rate():
     assert alarms <= 5
     distance, critical = _asymmetry(rng.standard_normal(2000) + 0.2)  # a shift of 0.2σ is seen
     assert distance > critical
+
+
+# -- event weights -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def weighted() -> tuple[np.ndarray, np.ndarray]:
+    """A few thousand events with ties and integer weights 0..3 (0: as good as absent)."""
+    rng = np.random.default_rng(2)
+    n = 3000
+    x = np.stack([rng.exponential(1.0, n) + 0.2, np.round(rng.normal(0, 1, n), 2), rng.normal(0, 1, n)], axis=1)
+    return x, rng.integers(0, 4, n)
+
+
+@pytest.mark.parametrize("max_knots", [10_000, 50])
+@pytest.mark.parametrize("odd", [(), ("eta",)])
+def test_gauss_rank_integer_weights_are_repeated_rows(weighted, max_knots, odd):
+    x, w = weighted
+    fitted = fit_scaler(x, FEATURES, "gauss_rank", odd=odd, max_knots=max_knots, weights=w)
+    repeated = fit_scaler(np.repeat(x, w, axis=0), FEATURES, "gauss_rank", odd=odd, max_knots=max_knots)
+    for key in ("x_knots", "z_knots", "offsets", "slope_lo", "slope_hi"):
+        np.testing.assert_array_equal(fitted.params[key], repeated.params[key], err_msg=key)
+
+
+def test_logit_integer_weights_are_repeated_rows(weighted):
+    x, w = weighted
+    w = w + 1  # zero weights would change the range, which ignores the weights
+    fitted = fit_scaler(x, FEATURES, "logit", odd=("eta",), weights=w)
+    repeated = fit_scaler(np.repeat(x, w, axis=0), FEATURES, "logit", odd=("eta",))
+    np.testing.assert_allclose(fitted.transform(x), repeated.transform(x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_unit_weights_give_the_unweighted_scaler(train, method):
+    fitted = fit_scaler(train, FEATURES, method, odd=("eta",), weights=np.ones(len(train)))
+    plain = fit_scaler(train, FEATURES, method, odd=("eta",))
+    for key, value in plain.params.items():
+        if method == "logit":  # weighted moments sum in another order
+            np.testing.assert_allclose(fitted.params[key], value, rtol=1e-12, err_msg=key)
+        else:
+            np.testing.assert_array_equal(fitted.params[key], value, err_msg=key)
+
+
+def test_weighted_logit_standardises_the_weighted_sample(train):
+    w = np.random.default_rng(3).normal(1.0, 1.0, len(train))  # some negative
+    z = fit_scaler(train, FEATURES, "logit", weights=w).transform(train).astype(np.float64)
+    mean = z.T @ w / w.sum()
+    np.testing.assert_allclose(mean, 0.0, atol=1e-5)
+    np.testing.assert_allclose(((z - mean) ** 2).T @ w / w.sum(), 1.0, atol=1e-5)
+
+
+def test_negative_weights_drop_the_knots_where_the_cdf_falls(caplog):
+    # F̂ = (W_below + W_at/2) / W: W = 2, so 0.25, 0.75, then 0.625 and 0.625 (falls: dropped)
+    x = np.array([[0.0], [1.0], [2.0], [3.0]])
+    with caplog.at_level("INFO", logger="flowsim.data.scaling"):
+        scaler = fit_scaler(x, ("a",), "gauss_rank", weights=[1.0, 1.0, -1.5, 1.5])
+    assert "2 of 4 knots dropped" in caplog.text
+    np.testing.assert_array_equal(scaler.params["x_knots"], [0.0, 1.0])
+    np.testing.assert_allclose(scaler.params["z_knots"], stats.norm.ppf([0.25, 0.75]), rtol=1e-12)
+    # F̂ outside (0, 1): W = 2.5, F̂ = (−0.25, 0, 1, 2) / 2.5 drops the first two
+    scaler = fit_scaler(x, ("a",), "gauss_rank", weights=[-0.5, 1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(scaler.params["x_knots"], [2.0, 3.0])
+    np.testing.assert_allclose(scaler.params["z_knots"], stats.norm.ppf([0.4, 0.8]), rtol=1e-12)
+
+
+def test_negative_weights_keep_the_map_monotone_and_invertible(train):
+    w = np.random.default_rng(4).normal(1.0, 1.5, len(train))  # about a quarter negative
+    scaler = fit_scaler(train, FEATURES, "gauss_rank", weights=w)
+    for j in range(3):
+        xk, zk = scaler._knots(j)
+        assert (np.diff(xk) > 0).all() and (np.diff(zk) > 0).all() and np.isfinite(zk).all()
+    np.testing.assert_allclose(scaler.inverse(scaler.transform(train)), train, rtol=1e-5, atol=1e-5)
+
+
+def test_bad_weights_are_refused(train):
+    with pytest.raises(ValueError, match="expected 20000 event weights"):
+        fit_scaler(train, FEATURES, "gauss_rank", weights=np.ones(3))
+    with pytest.raises(ValueError, match="sum to"):
+        fit_scaler(train, FEATURES, "logit", weights=-np.ones(len(train)))

@@ -139,3 +139,48 @@ def test_copula_and_marginal_tests_tell_wrong_marginals_from_wrong_correlations(
     split = copula_and_marginal_tests(reference, independent, baseline, seed=1)
     assert split.copula.auc > 0.7
     assert abs(split.marginals.auc - 0.5) < 4 * split.marginals.std
+
+
+def _signed_reference(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """N(0, 1) in 2-D as a signed mixture: n events of weight +1, plus n/2 events of N((2, 0), 1)
+    with weight +1 and n/2 more with weight −1, which cancel in expectation."""
+    bump = rng.normal(0, 1, (n, 2)) + [2.0, 0.0]
+    x = np.concatenate([rng.normal(0, 1, (n, 2)), bump])
+    return x, np.r_[np.ones(n), np.ones(n // 2), -np.ones(n - n // 2)]
+
+
+def test_tree_c2st_with_unit_reference_weights_is_the_unweighted_test():
+    ref, cand = gaussians(3000, 0.3, 9)
+    plain = tree_two_sample_test(ref, cand, seed=1)
+    assert tree_two_sample_test(ref, cand, reference_weights=np.ones(3000), seed=1) == plain
+
+
+def test_tree_c2st_of_a_negatively_weighted_reference_is_one_half():
+    rng = np.random.default_rng(10)
+    reference, weights = _signed_reference(rng, 6000)
+    candidate = rng.normal(0, 1, (12_000, 2))
+    unweighted = tree_two_sample_test(reference, candidate, seed=2)
+    weighted = tree_two_sample_test(reference, candidate, reference_weights=weights, seed=2)
+    assert unweighted.auc > 0.6  # the unweighted reference has its bump at x = 2
+    assert abs(weighted.auc - 0.5) < 4 * weighted.std
+    assert weighted.n_neg < 0.5 * unweighted.n_neg  # Kish: (Σw)²/Σw² of ±1 weights
+
+
+def test_mlp_c2st_with_unit_weights_is_the_unweighted_test():
+    ref, cand = gaussians(1500, 0.5, 11)
+    plain = classifier_two_sample_test(ref, cand, settings=SETTINGS, seed=3)
+    weighted = classifier_two_sample_test(ref, cand, settings=SETTINGS, seed=3, reference_weights=np.ones(1500))
+    assert weighted.auc == pytest.approx(plain.auc, abs=1e-12)
+    assert weighted.accuracy == pytest.approx(plain.accuracy, abs=1e-12)
+    assert weighted.n_test_effective == plain.n_test_effective == plain.n_test
+
+
+def test_mlp_c2st_of_a_negatively_weighted_reference_is_one_half():
+    rng = np.random.default_rng(12)
+    reference, weights = _signed_reference(rng, 3000)
+    candidate = rng.normal(0, 1, (6000, 2))
+    result = classifier_two_sample_test(reference, candidate, settings=SETTINGS, seed=4, reference_weights=weights)
+    assert abs(result.auc - 0.5) < 4 * result.auc_err + 0.01
+    assert result.n_test_effective < 0.75 * result.n_test
+    with pytest.raises(ValueError, match="c2st: reference: expected 6000 event weights"):
+        classifier_two_sample_test(reference, candidate, settings=SETTINGS, reference_weights=np.ones(3))

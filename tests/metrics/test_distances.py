@@ -355,5 +355,155 @@ def test_ks_distance_is_scipys_statistic_and_weights_act_as_copies():
     assert ks_distance(x, y) == pytest.approx(stats.ks_2samp(x, y).statistic, abs=1e-12)
     copies = rng.integers(0, 4, y.size)
     assert ks_distance(x, y, copies) == pytest.approx(ks_distance(x, np.repeat(y, copies)), abs=1e-12)
-    with pytest.raises(ValueError, match="one per y value"):
+    with pytest.raises(ValueError, match="weights_y must hold one finite weight per value"):
         ks_distance(x, y, np.ones(3))
+
+
+# ---------------------------------------------------------------------------------------------
+# weighted samples
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 1000])
+def test_weighted_quantile_with_unit_or_equal_weights_is_numpys(n):
+    x = np.random.default_rng(n).normal(size=n)
+    q = np.r_[0.0, 0.001, np.linspace(0.01, 0.99, 37), 0.999, 1.0]
+    expected = np.quantile(x, q)
+    np.testing.assert_allclose(D.weighted_quantile(x, q, np.ones(n)), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(D.weighted_quantile(x, q, np.full(n, 2.5e-4)), expected, rtol=1e-12, atol=1e-12)
+    assert D.weighted_quantile(x, 0.3, np.ones(n)) == pytest.approx(np.quantile(x, 0.3), rel=1e-12, abs=1e-12)
+
+
+def test_weighted_quantile_with_zero_weights_is_that_of_the_others():
+    rng = np.random.default_rng(1)
+    x = np.round(rng.normal(size=500), 1)  # ties
+    keep = rng.random(500) < 0.4
+    q = np.linspace(0, 1, 21)
+    np.testing.assert_allclose(D.weighted_quantile(x, q, 3.0 * keep), np.quantile(x[keep], q), rtol=1e-12, atol=1e-12)
+
+
+def test_weighted_quantile_is_the_window_mean_of_the_weighted_quantile_function():
+    # brute force: Q(t) on a fine grid of t, averaged over [h/n*, (h+1)/n*], h = (n* − 1) q
+    rng = np.random.default_rng(2)
+    x, w = rng.normal(size=40), rng.exponential(size=40)
+    order = np.argsort(x)
+    cdf = np.cumsum(w[order]) / w.sum()
+    n_eff = w.sum() ** 2 / np.sum(w**2)
+    for q in (0.0, 0.1, 0.5, 0.77, 1.0):
+        h = (n_eff - 1) * q
+        t = np.linspace(h / n_eff, (h + 1) / n_eff, 200_001)[1:]
+        brute = np.mean(x[order][np.minimum(np.searchsorted(cdf, t), 39)])
+        assert D.weighted_quantile(x, q, w) == pytest.approx(brute, abs=1e-4)
+
+
+def test_weighted_binned_counts_are_numpys_weighted_histogram():
+    rng = np.random.default_rng(3)
+    x, w = rng.normal(size=5000), rng.normal(1.0, 1.0, 5000)
+    edges = np.linspace(-2.0, 2.5, 31)
+    h = D.binned_counts(x, edges, w)
+    np.testing.assert_allclose(h[1:-1], np.histogram(x, edges, weights=w)[0], rtol=1e-12, atol=1e-12)
+    assert h[0] == pytest.approx(w[x < -2.0].sum(), rel=1e-12)
+    assert h[-1] == pytest.approx(w[x > 2.5].sum(), rel=1e-12)
+    assert h.sum() == pytest.approx(w.sum(), rel=1e-12)
+    # the last edge belongs to the last regular bin, with or without weights
+    np.testing.assert_array_equal(D.binned_counts([0.0, 1.0, 1.0], [0.0, 0.5, 1.0], [1.0, 2.0, 3.0]), [0, 1, 5, 0])
+
+
+def test_weighted_histogram_metrics_use_the_normalised_weighted_histograms():
+    rng = np.random.default_rng(4)
+    ref, gen = rng.normal(size=3000), rng.normal(0.3, 1.2, 2000)
+    w_ref, w_gen = rng.exponential(size=3000), rng.exponential(size=2000)
+    edges = np.linspace(-3, 3, 25)
+    flow = np.r_[-np.inf, edges, np.inf]  # the flow bins (no value sits on an edge)
+    p = np.histogram(ref, flow, weights=w_ref)[0]
+    q = np.histogram(gen, flow, weights=w_gen)[0]
+    p, q = p / p.sum(), q / q.sum()
+    d = D.sample_distances(ref, gen, edges=edges, weights_ref=w_ref, weights_gen=w_gen)
+    assert d.chi2 == pytest.approx(0.5 * np.sum((p - q) ** 2 / (p + q)), rel=1e-12)
+    assert d.hellinger == pytest.approx(math.sqrt(1 - np.sum(np.sqrt(p * q))), rel=1e-12)
+    assert d.kl == pytest.approx(np.sum(p * np.log(p / q)), rel=1e-12)
+    assert d.wasserstein == pytest.approx(stats.wasserstein_distance(ref, gen, w_ref, w_gen), rel=1e-10)
+
+
+def test_weighted_ks_and_wasserstein_with_integer_weights_are_repeated_rows():
+    rng = np.random.default_rng(5)
+    x, y = np.round(rng.normal(size=400), 1), rng.normal(0.2, 1.1, 300)  # ties in x
+    wx, wy = rng.integers(0, 4, 400), rng.integers(1, 4, 300)
+    xr, yr = np.repeat(x, wx), np.repeat(y, wy)
+    assert D.ks_distance(x, y, wy, weights_x=wx) == pytest.approx(stats.ks_2samp(xr, yr).statistic, abs=1e-12)
+    assert D.wasserstein_1d(x, y, wx, wy) == pytest.approx(D.wasserstein_1d(xr, yr), rel=1e-12)
+    assert D.wasserstein_1d(x, y, wx, wy) == pytest.approx(stats.wasserstein_distance(x, y, wx, wy), rel=1e-12)
+    # unit weights: KS exactly, W1 up to the order of the sums
+    assert D.ks_distance(x, y, weights_x=np.ones(400)) == D.ks_distance(x, y)
+    assert D.wasserstein_1d(x, y, np.ones(400)) == pytest.approx(D.wasserstein_1d(x, y), rel=1e-12)
+
+
+def test_weighted_distances_accept_negative_weights():
+    # +1 and −1 copies of the same far events cancel exactly: the weighted sample is the rest
+    rng = np.random.default_rng(6)
+    core, far = rng.normal(size=1000), rng.normal(8.0, 1.0, 200)
+    x, w = np.r_[core, far, far], np.r_[np.ones(1000), np.ones(200), -np.ones(200)]
+    y = rng.normal(size=800)
+    assert D.ks_distance(x, y, weights_x=w) == pytest.approx(D.ks_distance(core, y), abs=1e-12)
+    assert D.wasserstein_1d(x, y, w) == pytest.approx(D.wasserstein_1d(core, y), rel=1e-9)
+    with pytest.raises(ValueError, match="weights_x must hold one finite weight per value"):
+        D.wasserstein_1d(x, y, -w)
+
+
+def test_negative_weight_bins_are_set_to_zero_and_counted():
+    ref = np.r_[np.full(10, 0.25), np.full(10, 0.75), [0.75]]
+    w = np.r_[np.ones(10), np.full(10, 0.1), [-5.0]]  # Σw in [0.5, 1] is −4
+    edges = np.array([0.0, 0.5, 1.0])
+    fd = D.feature_distances(ref, np.full(20, 0.25), edges=edges, n_resamples=3, weights_ref=w)
+    assert fd.negative_bins == 1
+    assert fd.value.chi2 == pytest.approx(0.0) and fd.value.hellinger == pytest.approx(0.0, abs=1e-7)
+    assert fd.ref_out_of_range == (0, 0)
+
+
+def test_resampled_draws_carry_their_weights():
+    # half of the pool sits far away with weight 0: with the weights carried along (and sorted
+    # with their values) the draws are N(0, 1) samples; without them W1 would be ~ 25
+    rng = np.random.default_rng(7)
+    ref = rng.normal(size=2000)
+    pool = np.r_[rng.normal(size=4000), np.full(4000, 50.0)]
+    w = np.r_[rng.exponential(size=4000) + 0.5, np.zeros(4000)]
+    for method in ("subsample", "bootstrap"):
+        fd = D.feature_distances(ref, pool, n_bins=20, n_resamples=4, method=method, weights_gen=w)
+        assert fd.value.wasserstein < 0.15 and fd.value.chi2 < 0.05, method
+
+
+def test_reference_binning_uses_weighted_quantiles():
+    rng = np.random.default_rng(8)
+    ref = np.r_[rng.uniform(0, 1, 4000), rng.uniform(10, 20, 4000)]
+    w = np.r_[np.ones(4000), np.zeros(4000)]
+    edges = D.reference_binning(ref, 10, quantile_range=(0.0, 1.0), weights=w)
+    np.testing.assert_allclose(edges, np.linspace(ref[:4000].min(), ref[:4000].max(), 11), rtol=1e-12)
+    quantile_edges = D.reference_binning(ref, 10, kind="quantile", weights=w)
+    np.testing.assert_allclose(quantile_edges, np.quantile(ref[:4000], np.linspace(0.001, 0.999, 11)), rtol=1e-12)
+
+
+def test_distance_table_with_unit_weights_is_the_unweighted_table(samples):
+    test_a, generated, test_b = samples
+    plain = D.distance_table(*samples, FEATURES, n_bins=30, n_resamples=3, seed=1)
+    weighted = D.distance_table(*samples, FEATURES, n_bins=30, n_resamples=3, seed=1,
+                                weights_a=np.ones(len(test_a)), weights_b=np.ones(len(test_b)))
+    for p, w in zip(plain, weighted):
+        assert (p.feature, p.metric) == (w.feature, w.metric)
+        if p.metric == "wasserstein":  # the weighted merge sums in another order
+            for a, b in zip(p[2:], w[2:]):
+                assert b == pytest.approx(a, rel=1e-10)
+        else:  # Σ 1.0 per bin is the count, exactly
+            assert p == w
+
+
+def test_distance_table_weights_reach_the_reference_and_the_baseline(samples):
+    # weights that turn test_b into test_a's distribution: a test_b shifted by +1 and weighted
+    # back by N(x; 0, 1) / N(x; 1, 1) must give a baseline near the unweighted one
+    test_a, generated, test_b = samples
+    shifted = test_b + [1.0, 0.0, 0.0]
+    w = np.exp(-shifted[:, 0] + 0.5)
+    rows = D.distance_table(test_a, generated, shifted, FEATURES, n_bins=30, n_resamples=3, weights_b=w)
+    unweighted = D.distance_table(test_a, generated, shifted, FEATURES, n_bins=30, n_resamples=3)
+    wasserstein = lambda rows: next(r.baseline for r in rows if r.feature == "a" and r.metric == "wasserstein")  # noqa: E731
+    assert wasserstein(unweighted) > 0.9 and wasserstein(rows) < 0.1
+    with pytest.raises(ValueError, match=r"weights_a must hold one finite weight per value \(4000\)"):
+        D.distance_table(test_a, generated, test_b, FEATURES, weights_a=np.ones(3))

@@ -189,5 +189,17 @@ def test_weighted_auc_std_covers_importance_weighted_experiments():
 def test_weighted_auc_refuses_bad_weights():
     with pytest.raises(ValueError, match="weights_pos has 2 values for 3 scores"):
         R.weighted_auc([1.0, 2.0, 3.0], [0.0, 1.0], [1.0, 1.0])
-    with pytest.raises(ValueError, match="weights_neg must be non-negative"):
+    with pytest.raises(ValueError, match="weights_neg must have a positive sum, got 0"):
         R.weighted_auc([1.0, 2.0], [0.0, 1.0], None, [1.0, -1.0])
+
+
+def test_weighted_auc_with_negative_weights_is_the_pairwise_sum():
+    # AUC = Σ_ij w_i v_j ψ(X_i, Y_j) / (Σw Σv) by brute force over all pairs, ties ½
+    rng = np.random.default_rng(11)
+    pos, neg = np.round(rng.normal(0.3, 1, 120), 1), np.round(rng.normal(0, 1, 90), 1)
+    w, v = rng.normal(1.0, 1.0, 120), rng.normal(1.0, 1.0, 90)
+    psi = (np.sign(pos[:, None] - neg[None, :]) + 1) / 2
+    expected = w @ psi @ v / (w.sum() * v.sum())
+    estimate = R.weighted_auc(pos, neg, w, v)
+    assert estimate.auc == pytest.approx(expected, rel=1e-12)
+    assert (estimate.n_pos, estimate.n_neg) == (round(w.sum() ** 2 / (w @ w)), round(v.sum() ** 2 / (v @ v)))

@@ -18,7 +18,8 @@ rule plot_selection:
         mc_background=scored("bkg_test_a"),
         ml_background=lambda wc: scored(wc.run),
         mc_prediction=scored("bkg_test_b"),
-        features=config["features"],
+        features=FEATURES,
+        units=FEATURE_UNITS,
         cut=config["analysis"]["cut"],
         section=canonical({k: v for k, v in config["analysis"].items() if k in TEMPLATE_KEYS}),
     log:

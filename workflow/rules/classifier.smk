@@ -18,7 +18,7 @@ rule train_classifier:
         loss=classifier_plot("loss", "classifier_loss.rst", "training"),
         roc=classifier_plot("roc", "classifier_roc.rst", "ROC"),
     params:
-        features=config["features"],
+        features=FEATURES,
         scaling_method=config["scaling"]["method"],
         section=canonical(config["analysis"]["classifier"]),
     log:

@@ -6,6 +6,8 @@ import re
 from snakemake.utils import validate
 
 from flowsim.analysis.config import alpha_label
+from flowsim.config import features_of
+from flowsim.data.ntuple import parse_columns
 from flowsim.errors import ConfigError
 from flowsim.settings import parse_settings, two_sample_device
 from flowsim.worth import replica_seed
@@ -21,6 +23,15 @@ except ConfigError as exc:
 # PYTHONPATH: the post-deploy scripts of envs/ install it from here.
 os.environ.setdefault("FLOWSIM_ROOT", workflow.basedir)
 
+# The names of the features (entries of `features` may define them by expressions, source root).
+FEATURES = features_of(config)
+# The units the configuration gives its features, for the plots' axis labels.
+FEATURE_UNITS = {c.name: c.unit for c in parse_columns(config["features"]) if c.unit}
+# MC with per-event weights (source root with a weight expression): the worth stage, whose
+# estimators count events, is left out (README, "Your own analysis").
+WEIGHTED_MC = config["data"]["source"] == "root" and any(
+    (config["data"]["root"].get(cls) or {}).get("weight") for cls in ("background", "signal")
+)
 SPLITS = ["train", "val", "test_a", "test_b"]
 CLASSES = ["bkg", "sig"]
 SPLIT_FILES = {
@@ -107,6 +118,15 @@ def higgs_csv():
     if config["data"]["source"] == "path":
         return config["data"]["path"]
     return HIGGS_DOWNLOAD
+
+
+def ntuple_files():
+    """The ROOT files of `data.root` (source root), each glob expanded and sorted: a new or
+    changed file reruns the splits."""
+    from flowsim.data.ntuple import expand_files
+
+    root = config["data"]["root"]
+    return [str(p) for cls in ("background", "signal") for p in expand_files(root[cls]["files"], key=f"data.root.{cls}.files")]
 
 
 def section_uses_gpu(section):
@@ -207,7 +227,9 @@ def training_split(run, split):
 
 def worth_files(run):
     """The tables of what run ``run``'s generated events are worth (rules amplification and
-    spurious_signal), as the summary reads them."""
+    spurious_signal), as the summary reads them; none for weighted MC."""
+    if WEIGHTED_MC:
+        return {}
     return {
         "amplification": f"results/worth/{run}/amplification.tsv",
         "spurious": f"results/worth/{run}/spurious.tsv",
@@ -216,7 +238,7 @@ def worth_files(run):
 
 def study_run_files(run):
     """The files of a study's run that its table reads: those of run_files and its amplification."""
-    return {**run_files(run), "amplification": worth_files(run)["amplification"]}
+    return {**run_files(run), **{k: v for k, v in worth_files(run).items() if k == "amplification"}}
 
 
 def scored_events(wildcards):
@@ -245,7 +267,7 @@ def final_outputs():
         "results/analysis/classifier/model.pt",
         *expand("results/analysis/{run}/scores.png", run=RUNS),
         *(["results/summary/runs.tsv"] if RUNS else []),
-        *expand("results/worth/{run}/spurious.png", run=RUNS),
+        *([] if WEIGHTED_MC else expand("results/worth/{run}/spurious.png", run=RUNS)),
         *(["results/worth/coverage.tsv"] if COVERAGE else []),
         *expand("results/studies/{study}/summary.tsv", study=STUDIES),
         *(expand("results/eval/{run}/weighted.tsv", run=RUNS) if config["reweighting"]["enabled"] else []),

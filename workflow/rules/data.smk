@@ -47,35 +47,68 @@ if config["data"]["source"] == "uci":
             "../scripts/fetch_higgs.py"
 
 
-rule split_higgs:
-    input:
-        csv=higgs_csv(),
-    output:
-        **SPLIT_FILES,
-        manifest="results/data/manifest.json",
-    params:
-        seed=config["splits"]["seed"],
-        ml_fraction=config["splits"]["ml_fraction"],
-        train_fraction=config["splits"]["train_fraction"],
-        test_a_fraction=config["splits"]["test_a_fraction"],
-        max_events=config["data"]["max_events"],
-        max_rows=config["data"]["max_rows"],
-        # the file read is held to the checksum however it got into resources/ (downloaded,
-        # copied by hand, kept by --rerun-triggers mtime)
-        sha256=config["data"]["sha256"] if config["data"]["source"] == "uci" else None,
-    log:
-        "results/logs/split_higgs.log",
-    benchmark:
-        "results/benchmarks/split_higgs.tsv"
-    conda:
-        "../../envs/data.yaml"
-    threads: 2
-    resources:
-        # float32 events take ~1/6 of the CSV text; a gzip file holds ~3x its size in text
-        mem_mb=lambda wc, input: 1000 + 2 * input.size_mb,
-        runtime=lambda wc, input: 10 + input.size_mb // 100,
-    script:
-        "../scripts/split_higgs.py"
+if config["data"]["source"] != "root":
+
+    rule split_higgs:
+        input:
+            csv=higgs_csv(),
+        output:
+            **SPLIT_FILES,
+            manifest="results/data/manifest.json",
+        params:
+            seed=config["splits"]["seed"],
+            ml_fraction=config["splits"]["ml_fraction"],
+            train_fraction=config["splits"]["train_fraction"],
+            test_a_fraction=config["splits"]["test_a_fraction"],
+            max_events=config["data"]["max_events"],
+            max_rows=config["data"]["max_rows"],
+            # the file read is held to the checksum however it got into resources/ (downloaded,
+            # copied by hand, kept by --rerun-triggers mtime)
+            sha256=config["data"]["sha256"] if config["data"]["source"] == "uci" else None,
+        log:
+            "results/logs/split_higgs.log",
+        benchmark:
+            "results/benchmarks/split_higgs.tsv"
+        conda:
+            "../../envs/data.yaml"
+        threads: 2
+        resources:
+            # float32 events take ~1/6 of the CSV text; a gzip file holds ~3x its size in text
+            mem_mb=lambda wc, input: 1000 + 2 * input.size_mb,
+            runtime=lambda wc, input: 10 + input.size_mb // 100,
+        script:
+            "../scripts/split_higgs.py"
+
+
+if config["data"]["source"] == "root":
+
+    rule split_ntuples:
+        input:
+            ntuple_files(),
+        output:
+            **SPLIT_FILES,
+            manifest="results/data/manifest.json",
+        params:
+            root=config["data"]["root"],
+            features=config["features"],
+            seed=config["splits"]["seed"],
+            ml_fraction=config["splits"]["ml_fraction"],
+            train_fraction=config["splits"]["train_fraction"],
+            test_a_fraction=config["splits"]["test_a_fraction"],
+            max_events=config["data"]["max_events"],
+        log:
+            "results/logs/split_ntuples.log",
+        benchmark:
+            "results/benchmarks/split_ntuples.tsv"
+        conda:
+            "../../envs/data.yaml"
+        threads: 1
+        resources:
+            # the features of every event are held; awkward chunks of step_size entries besides
+            mem_mb=lambda wc, input: 2000 + 2 * input.size_mb,
+            runtime=lambda wc, input: 10 + input.size_mb // 50,
+        script:
+            "../scripts/split_ntuples.py"
 
 
 rule fit_scaler:
@@ -85,7 +118,7 @@ rule fit_scaler:
         SCALER,
     params:
         method=config["scaling"]["method"],
-        features=config["features"],
+        features=FEATURES,
         odd=config["symmetry"]["flip_signs"],
     log:
         "results/logs/fit_scaler.log",

@@ -15,7 +15,8 @@ rule eval_distances:
         copula_table="results/eval/{run}/copula_pairs.tsv",
         copula=quality_plot("copula_pairs", "copula_pairs.rst", "copula per pair"),
     params:
-        features=config["features"],
+        features=FEATURES,
+        units=FEATURE_UNITS,
         n_bins=config["evaluation"]["n_bins"],
         n_resamples=config["evaluation"]["n_resamples"],
         seed=config["evaluation"]["seed"],
@@ -76,6 +77,7 @@ rule c2st:
         ratio=quality_plot("density_ratio", "density_ratio.rst", "density ratio"),
         tails=quality_plot("ratio_tails", "ratio_tails.rst", "density-ratio tails"),
     params:
+        units=FEATURE_UNITS,
         section=canonical(config["c2st"]),
     log:
         "results/logs/c2st/{run}.log",
@@ -133,7 +135,7 @@ rule eval_weighted:
         table="results/eval/{run}/weighted.tsv",
         features=quality_plot("features_weighted", "features_weighted.rst", "distributions (weighted)"),
     params:
-        features=config["features"],
+        features=FEATURES,
         seed=config["reweighting"]["seed"],
     log:
         "results/logs/eval_weighted/{run}.log",

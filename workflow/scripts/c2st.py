@@ -14,5 +14,6 @@ with job_logging(snakemake.log[0]):
         null_table=snakemake.input.null_table,
         null_scores=snakemake.input.null_scores,
         section=dict(snakemake.params.section),
+        units=snakemake.params.units,
         threads=snakemake.threads,
     )

@@ -14,5 +14,6 @@ with job_logging(snakemake.log[0]):
         n_bins=snakemake.params.n_bins,
         n_resamples=snakemake.params.n_resamples,
         seed=snakemake.params.seed,
+        units=snakemake.params.units,
         n_jobs=snakemake.threads,
     )

@@ -12,6 +12,7 @@ with job_logging(snakemake.log[0]):
         mc_background=snakemake.params.mc_background,
         ml_background=snakemake.params.ml_background,
         features=list(snakemake.params.features),
+        units=snakemake.params.units,
         cut=float(snakemake.params.cut),
         section=dict(snakemake.params.section),
         mc_prediction=snakemake.params.mc_prediction,

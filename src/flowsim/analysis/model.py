@@ -14,7 +14,10 @@ One channel with two samples, per bin ``i``:
   (10% by default; Poisson constraint :math:`\mathrm{Pois}(\tau_i \mid \beta_i\tau_i)`,
   :math:`\tau_i = (B_i/\Delta_i)^2 = 1/0.1^2`) and a ``staterror`` :math:`\gamma_i` from the
   template's binomial error (Gaussian constraint of relative width
-  :math:`\delta_i = \sigma_{B,i}/B_i`); optionally (``background_surrogate``) a second
+  :math:`\delta_i = \sigma_{B,i}/B_i`; pyhf takes the absolute
+  :math:`\sigma_{B,i} = N_B\,\delta\varepsilon_i`, for a weighted MC template with the weighted
+  binomial error of :mod:`~flowsim.analysis.templates`, :math:`\approx N_B\sqrt{S_i}/W` for small
+  efficiencies); optionally (``background_surrogate``) a second
   ``shapesys`` :math:`\eta_i` ("bkg_surrogate"), the *surrogate uncertainty* of an ML prediction,
   of absolute size :math:`\Delta^{\rm sur}_i = N_B\,\sigma^{\rm sur}_i` (:math:`\sigma^{\rm sur}_i`:
   the surrogate uncertainty of the prediction's efficiency; Poisson constraint
@@ -149,7 +152,8 @@ def channel_yields(
             f"bins {empty.tolist()} have no background-prediction event; pyhf's shapesys/staterror "
             "are undefined there: merge them (templates.merge_empty_bins) or widen the binning"
         )
-    if np.any(prediction.counts == prediction.n_total):
+    if np.any(prediction.counts == prediction.n_total) or np.any(prediction.error == 0):
+        # unweighted, with every bin filled, a zero error means one bin holds all N events
         raise ValueError(
             "one bin holds every event of the background prediction (efficiency 1), so its "
             "binomial error is zero and the staterror is undefined; check N before the cut"

@@ -297,8 +297,7 @@ def scan_observable(
         for other in (*pooled[1:], signal, data_background):
             if not np.array_equal(other.edges, pooled[0].edges):
                 raise ValueError("the signal, data and background templates have different bin edges")
-        fewest = np.minimum.reduce([t.counts for t in pooled])
-        groups = empty_bin_groups(Template(pooled[0].edges, fewest, min(t.n_total for t in pooled)))
+        groups = empty_bin_groups(*pooled)  # empty in any prediction (weighted MC included)
         if groups is not None:
             signal, data_background = signal.rebinned(groups), data_background.rebinned(groups)
             predictions = {label: p.rebinned(groups) for label, p in predictions.items()}

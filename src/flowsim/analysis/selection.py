@@ -5,6 +5,11 @@ entry ``i`` belonging to entry ``i`` of the scored file, so ``score > cut`` sele
 original sample without copying them (``tree.AddFriend("s=events", "scores.root")`` in ROOT).
 The selection efficiency :math:`\varepsilon = n_{\rm sel}/N` has the binomial error
 :math:`\sqrt{\varepsilon(1-\varepsilon)/N}`. Nothing here needs torch.
+
+An MC events file with a ``weight`` branch (:func:`flowsim.io.read_weights`) is weighted: its
+templates are weighted ones (:func:`~flowsim.analysis.templates.make_template` with the weights
+of the selected events and of all events). The parts of one sample must all be weighted or all
+unweighted.
 """
 
 from __future__ import annotations
@@ -19,14 +24,17 @@ import numpy as np
 from flowsim import io
 from flowsim.analysis.config import SCORE, AnalysisConfig
 from flowsim.analysis.templates import Template, make_template
+from flowsim.weights import WeightError
 
 __all__ = [
     "SCORE_BRANCH",
     "SampleFiles",
     "SelectionCounts",
     "read_scores",
+    "read_sample_weights",
     "read_selected",
     "read_selected_events",
+    "read_selected_weights",
     "selected_template",
 ]
 
@@ -102,12 +110,43 @@ def read_selected(
 def read_selected_events(
     files: SampleFiles, columns: Sequence[str], cut: float, *, name: str = "sample"
 ) -> np.ndarray:
-    """The events with score > ``cut`` as one (n, len(columns)) float32 array (parts in order)."""
+    """The events with score > ``cut`` as one (n, len(columns)) float32 array (parts in order);
+    their weights, if the sample has any: :func:`read_selected_weights`."""
     parts = []
     for events, scores in files:
         score, _ = _checked_scores(events, scores, name)
         parts.append(io.read_matrix(events, list(columns))[score > cut])
     return np.concatenate(parts) if parts else np.empty((0, len(columns)), np.float32)
+
+
+def read_sample_weights(files: SampleFiles, *, name: str = "sample") -> np.ndarray | None:
+    """The weights of every event of a sample (parts in order), or None if it is unweighted.
+
+    Raises:
+        WeightError: some parts weighted and others not (naming the unweighted files), or weights
+            :func:`flowsim.io.read_weights` refuses.
+    """
+    parts = [io.read_weights(events) for events, _ in files]
+    if all(w is None for w in parts):
+        return None
+    unweighted = [str(events) for (events, _), w in zip(files, parts) if w is None]
+    if unweighted:
+        # a missing weight branch is not weight 1 in general (other normalisation): refuse
+        raise WeightError(
+            f"{name}: some parts have a {io.WEIGHT!r} branch and {unweighted} do not; "
+            "a sample must be weighted throughout or not at all"
+        )
+    return np.concatenate(parts)
+
+
+def read_selected_weights(files: SampleFiles, cut: float, *, name: str = "sample") -> np.ndarray | None:
+    """The weights of the events with score > ``cut``, row for row those of
+    :func:`read_selected_events` and :func:`read_selected`; None for an unweighted sample."""
+    weights = read_sample_weights(files, name=name)
+    if weights is None:
+        return None
+    score = np.concatenate([_checked_scores(events, scores, name)[0] for events, scores in files])
+    return weights[score > cut]
 
 
 def _checked_scores(events: PathLike, scores: PathLike, name: str) -> tuple[np.ndarray, int]:
@@ -123,6 +162,13 @@ def _checked_scores(events: PathLike, scores: PathLike, name: str) -> tuple[np.n
 
 
 def selected_template(files: SampleFiles, observable: str, config: AnalysisConfig, name: str) -> Template:
-    """The after-cut template of ``observable`` of a scored sample, on the binning of ``config``."""
+    """The after-cut template of ``observable`` of a scored sample, on the binning of ``config``;
+    weighted if the sample's events files have weights (:func:`read_sample_weights`)."""
     values, n_total = read_selected(files, observable, config.cut, name=name)
-    return make_template(values, n_total, config.edges(observable), name=name)
+    weights = read_sample_weights(files, name=name)
+    if weights is None:
+        return make_template(values, n_total, config.edges(observable), name=name)
+    selected = read_scores(files) > config.cut  # the rows of values, in the same order
+    return make_template(
+        values, n_total, config.edges(observable), name=name, weights=weights[selected], all_weights=weights
+    )

@@ -34,6 +34,7 @@ from flowsim.data.scaling import Scaler
 from flowsim.errors import ConfigError
 from flowsim.model_files import build_like_stored, check_sizes, read_model_file, save_model_file
 from flowsim.training import TrainConfig, TrainResult, resolve_device
+from flowsim.weights import check_weights, normalised
 
 __all__ = [
     "ClassifierSettings",
@@ -101,22 +102,35 @@ class ClassifierSettings:
         return TrainConfig(**{**TRAINING_DEFAULTS, "seed": self.seed, **dict(self.training)})
 
 
-def _subsample(x: np.ndarray, max_events: int | None, rng: np.random.Generator) -> np.ndarray:
+def _subsample(
+    x: np.ndarray, max_events: int | None, rng: np.random.Generator, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     if max_events is None or len(x) <= max_events:
-        return x
-    return x[np.sort(rng.choice(len(x), size=max_events, replace=False))]
+        return x, weights
+    keep = np.sort(rng.choice(len(x), size=max_events, replace=False))
+    return x[keep], None if weights is None else weights[keep]
 
 
 def labelled_sample(
-    signal: np.ndarray, background: np.ndarray, *, max_events: int | None = None, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+    signal: np.ndarray,
+    background: np.ndarray,
+    *,
+    max_events: int | None = None,
+    seed: int = 0,
+    signal_weights: np.ndarray | None = None,
+    background_weights: np.ndarray | None = None,
+) -> tuple[np.ndarray, ...]:
     """Stack signal (label 1) and background (label 0) events: float32 ``x`` (n, D) and ``y`` (n,).
 
-    ``max_events`` caps each class (a seeded random subset; None keeps all).
+    ``max_events`` caps each class (a seeded random subset; None keeps all). With event weights
+    of either class, float64 weights ``w`` (n,) follow as a third array, ones for an unweighted
+    class (each of its events stands for one); without any, ``(x, y)`` as before.
     """
     rng = np.random.default_rng(seed)
-    signal = _subsample(signal, max_events, rng)
-    background = _subsample(background, max_events, rng)
+    signal_weights = check_weights(signal_weights, len(signal), name="signal events")
+    background_weights = check_weights(background_weights, len(background), name="background events")
+    signal, signal_weights = _subsample(signal, max_events, rng, signal_weights)
+    background, background_weights = _subsample(background, max_events, rng, background_weights)
     if len(signal) == 0 or len(background) == 0:
         raise ValueError(
             f"the classifier needs both classes, got {len(signal)} signal and "
@@ -124,7 +138,10 @@ def labelled_sample(
         )
     x = np.concatenate([signal, background]).astype(np.float32)
     y = np.concatenate([np.ones(len(signal)), np.zeros(len(background))]).astype(np.float32)
-    return x, y
+    if signal_weights is None and background_weights is None:
+        return x, y
+    w = [np.ones(len(a)) if v is None else v for a, v in ((signal, signal_weights), (background, background_weights))]
+    return x, y, np.concatenate(w)
 
 
 def train_signal_classifier(
@@ -133,18 +150,29 @@ def train_signal_classifier(
     settings: ClassifierSettings,
     *,
     name: str = "signal classifier",
+    train_weights: np.ndarray | None = None,
+    val_weights: np.ndarray | None = None,
 ) -> tuple[MLPClassifier, TrainResult]:
     """Train the classifier on scaled, labelled events; returns it (best epoch) and its history.
 
     Minimises the binary cross-entropy with the shared trainer (AdamW, cosine restarts,
     gradient clipping, early stopping on the validation loss), class-balanced when
     ``settings.balance_classes``: each split's events are weighted by
-    :func:`~flowsim.classifier.balanced_weights`.
+    :func:`~flowsim.classifier.balanced_weights`. Event weights (weighted MC; given for both
+    splits or for neither) multiply each event's cross-entropy: the balancing weights then
+    balance the classes' sums of event weights, and without balancing the loss weights are
+    ``w / mean(w)`` of the split.
     """
     config = settings.train_config()
+    if (train_weights is None) != (val_weights is None):
+        raise ValueError(f"{name}: event weights for one split only; give them for both or for neither")
 
-    def weighted(xy: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, ...]:
-        return (*xy, balanced_weights(xy[1])) if settings.balance_classes else xy
+    def weighted(xy: tuple[np.ndarray, np.ndarray], w: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        if settings.balance_classes:
+            return (*xy, balanced_weights(xy[1], w))
+        if w is None:
+            return xy
+        return (*xy, normalised(check_weights(w, len(xy[1]), name=f"{name} event weights")).astype(np.float32))
 
     log.info(
         "%s: %d training / %d validation events (signal fraction %.3f / %.3f), device %s",
@@ -152,7 +180,7 @@ def train_signal_classifier(
         resolve_device(config.device),
     )  # fmt: skip
     return fit_classifier(
-        weighted(train_xy), weighted(val_xy), config, hidden=settings.hidden,
+        weighted(train_xy, train_weights), weighted(val_xy, val_weights), config, hidden=settings.hidden,
         residual_blocks=settings.residual_blocks, dropout=settings.dropout, name=name,
     )
 

@@ -12,6 +12,25 @@ so the efficiency includes the cut (events failing it are in ``N`` but in no bin
 selected events outside the histogram range: they are counted, logged and left out of every bin,
 never silently dropped from ``N``.
 
+A *weighted* template (MC with per-event weights :math:`w`, some negative from NLO generators)
+holds the per-bin sums :math:`W_i = \sum_{j \in i} w_j` and :math:`S_i = \sum_{j \in i} w_j^2`
+instead of counts, and the totals :math:`W = \sum_j w_j`, :math:`S = \sum_j w_j^2` over all events
+before the cut. Its efficiency and error (the binomial error generalised by the delta method,
+each weight fluctuating with variance :math:`w_j^2`) are
+
+.. math::
+
+    \varepsilon_i = W_i / W, \qquad
+    \delta\varepsilon_i^2 = \big[S_i (1 - \varepsilon_i)^2 + (S - S_i)\,\varepsilon_i^2\big] / W^2,
+
+which for unit weights is :math:`\varepsilon_i(1-\varepsilon_i)/N` again, and for
+:math:`\varepsilon_i \ll 1` the familiar :math:`\sqrt{S_i}/W`. A bin whose sum of weights is
+negative (possible with negative weights) cannot be a yield (pyhf needs non-negative expected
+counts): :func:`make_template` sets it to 0, keeps its :math:`S_i` (its error), and logs a WARNING
+with the number of such bins; a zero background bin is then merged like an empty one
+(:func:`merge_empty_bins`). Unweighted templates are untouched by all of this: integer counts
+and the formulas above, bit for bit.
+
 Expected yields at integrated luminosity :math:`L` (fb⁻¹) follow the paper's set-up: the
 background total before the cut is :math:`N_B(L) = \sigma_B L` and the signal total is
 :math:`N_S = \alpha N_B`; a template turns a total :math:`N_X` into yields
@@ -30,6 +49,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from flowsim.weights import WeightError, check_weights
 
 __all__ = [
     "EnsembleTemplate",
@@ -83,26 +104,41 @@ def uniform_edges(low: float, high: float, n_bins: int) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Template:
-    """Per-bin counts of one sample after the cut, and its size ``N`` before the cut.
+    r"""Per-bin counts of one sample after the cut, and its size ``N`` before the cut.
+
+    A weighted template (``sumw2`` given) holds sums of weights instead: ``counts`` are the
+    per-bin :math:`W_i = \sum w` (floats, >= 0), ``n_total`` is :math:`W`, the sum of the weights of
+    every event before the cut, and ``sumw2``, ``sumw2_total`` the sums of squared weights per bin
+    and before the cut. ``n_below``, ``n_above`` and ``n_nonfinite`` count events either way.
 
     Attributes:
         edges: bin edges, shape (K + 1,), strictly increasing.
-        counts: selected events per bin ``n_i``, shape (K,), integers.
-        n_total: events before the cut, ``N`` (the efficiency denominator).
+        counts: selected events per bin ``n_i``, shape (K,), integers (weighted: ``W_i``).
+        n_total: events before the cut, ``N`` (the efficiency denominator; weighted: ``W``).
         n_below: selected events below ``edges[0]`` (in no bin, part of the inefficiency).
         n_above: selected events at or above ``edges[-1]`` (idem).
         n_nonfinite: selected events with a NaN or infinite value (idem).
+        sumw2: defaults to None (unweighted); else the per-bin sums of squared weights ``S_i``.
+        sumw2_total: defaults to None; with ``sumw2``, the sum of squared weights before the
+            cut ``S``.
     """
 
     edges: np.ndarray
     counts: np.ndarray
-    n_total: int
+    n_total: int | float
     n_below: int = 0
     n_above: int = 0
     n_nonfinite: int = 0
     _eff: np.ndarray = field(init=False, repr=False, compare=False)
+    sumw2: np.ndarray | None = None
+    sumw2_total: float | None = None
 
     def __post_init__(self) -> None:
+        if (self.sumw2 is None) != (self.sumw2_total is None):
+            raise ValueError("a weighted template needs both sumw2 (per bin) and sumw2_total")
+        if self.sumw2 is not None:
+            self._init_weighted()
+            return
         edges = check_edges(self.edges)
         counts = np.asarray(self.counts)
         if counts.shape != (edges.size - 1,):
@@ -127,6 +163,56 @@ class Template:
         object.__setattr__(self, "n_total", int(self.n_total))
         object.__setattr__(self, "_eff", _frozen(self.counts / self.n_total))
 
+    def _init_weighted(self) -> None:
+        """Check and freeze the sums of a weighted template. Unlike counts, the selected sum of
+        weights may exceed ``W`` (negative weights among the rejected events), so only the sums
+        of squares are checked against their total."""
+        edges = check_edges(self.edges)
+        shape = (edges.size - 1,)
+        sums = {"counts": np.asarray(self.counts, dtype=np.float64),
+                "sumw2": np.asarray(self.sumw2, dtype=np.float64)}  # fmt: skip
+        for what, a in sums.items():
+            if a.shape != shape or not np.all(np.isfinite(a)):
+                raise ValueError(f"{what} of a weighted template must be finite, shape {shape}, got {a.shape}")
+        negative = np.flatnonzero(sums["counts"] < 0)
+        if negative.size:
+            raise ValueError(
+                f"bins {negative.tolist()} have a negative sum of weights; a template needs "
+                "non-negative contents (make_template sets such bins to 0)"
+            )
+        if np.any(sums["sumw2"] < 0):
+            raise ValueError("sums of squared weights must be non-negative")
+        extra = (self.n_below, self.n_above, self.n_nonfinite)
+        if any(n < 0 for n in extra):
+            raise ValueError(f"out-of-range counts must be non-negative, got {extra}")
+        total, total2 = float(self.n_total), float(self.sumw2_total)
+        if not (np.isfinite(total) and total > 0):
+            raise ValueError(f"W (the sum of weights before the cut) must be positive, got {total}")
+        # the selected events are a subset: their squared weights cannot add up to more
+        if not (np.isfinite(total2) and total2 > 0) or sums["sumw2"].sum() > total2 * (1 + 1e-9):
+            raise ValueError(
+                f"the sum of squared weights before the cut ({total2}) must be positive and hold "
+                f"the {sums['sumw2'].sum()} of the bins; it must count every event before the cut"
+            )
+        object.__setattr__(self, "edges", edges)
+        object.__setattr__(self, "counts", _frozen(sums["counts"]))
+        object.__setattr__(self, "sumw2", _frozen(sums["sumw2"]))
+        object.__setattr__(self, "n_total", total)
+        object.__setattr__(self, "sumw2_total", total2)
+        object.__setattr__(self, "_eff", _frozen(self.counts / total))
+
+    @property
+    def weighted(self) -> bool:
+        """Whether the template holds sums of weights (``sumw2`` given) rather than counts."""
+        return self.sumw2 is not None
+
+    @property
+    def n_effective(self) -> float:
+        """The (effective) sample size before the cut: ``N``, or Kish's ``W**2 / S`` if weighted."""
+        if self.sumw2_total is None:
+            return self.n_total
+        return self.n_total**2 / self.sumw2_total
+
     @property
     def n_bins(self) -> int:
         """Number of bins ``K``."""
@@ -134,29 +220,43 @@ class Template:
 
     @property
     def efficiency(self) -> np.ndarray:
-        """Per-bin efficiency ``n_i / N`` (cut and bin), shape (K,)."""
+        """Per-bin efficiency ``n_i / N`` (cut and bin; weighted: ``W_i / W``), shape (K,)."""
         return self._eff
 
     @property
     def error(self) -> np.ndarray:
-        """Binomial error of the efficiency, ``sqrt(eff (1 - eff) / N)``, shape (K,)."""
+        """Binomial error of the efficiency, ``sqrt(eff (1 - eff) / N)``, shape (K,); weighted,
+        ``sqrt(S_i (1 - eff)**2 + (S - S_i) eff**2) / W`` (see the module docstring)."""
         eff = self._eff
-        return np.sqrt(eff * (1.0 - eff) / self.n_total)
+        if self.sumw2 is None:
+            return np.sqrt(eff * (1.0 - eff) / self.n_total)
+        s2 = self.sumw2
+        var = s2 * (1.0 - eff) ** 2 + (self.sumw2_total - s2) * eff**2
+        # S - S_i can round below 0 when one bin holds every weight
+        return np.sqrt(np.maximum(var, 0.0)) / self.n_total
 
     def yields(self, total: float) -> np.ndarray:
         """Expected yields ``total * eff_i`` for ``total`` events before the cut."""
         return total * self._eff
 
     def stat_errors(self, total: float) -> np.ndarray:
-        """Statistical errors of :meth:`yields`: ``total * sqrt(eff_i (1 - eff_i) / N)``."""
+        """Statistical errors of :meth:`yields`: ``total * error`` (``total * sqrt(eff_i (1 -
+        eff_i) / N)`` unweighted)."""
         return total * self.error
 
     def rebinned(self, groups: Sequence[Sequence[int]]) -> Template:
-        """The template with bins merged: ``groups`` lists consecutive bin indices per new bin."""
+        """The template with bins merged: ``groups`` lists consecutive bin indices per new bin
+        (counts, or sums of weights and of squared weights, add)."""
         flat = [i for g in groups for i in g]
         if flat != list(range(self.n_bins)) or any(len(g) == 0 for g in groups):
             raise ValueError(f"groups {groups} must partition bins 0..{self.n_bins - 1} in order")
         edges = [self.edges[g[0]] for g in groups] + [self.edges[-1]]
+        if self.sumw2 is not None:
+            return Template(
+                np.asarray(edges), np.array([self.counts[list(g)].sum() for g in groups]), self.n_total,
+                self.n_below, self.n_above, self.n_nonfinite,
+                sumw2=np.array([self.sumw2[list(g)].sum() for g in groups]), sumw2_total=self.sumw2_total,
+            )  # fmt: skip
         counts = [int(self.counts[list(g)].sum()) for g in groups]
         return Template(
             np.asarray(edges), np.asarray(counts), self.n_total,
@@ -170,6 +270,8 @@ def make_template(
     edges: Sequence[float] | np.ndarray,
     *,
     name: str = "sample",
+    weights: np.ndarray | Sequence[float] | None = None,
+    all_weights: np.ndarray | Sequence[float] | None = None,
 ) -> Template:
     """Histogram ``values`` (the observable after the cut) into a :class:`Template`.
 
@@ -179,12 +281,21 @@ def make_template(
         edges: bin edges, strictly increasing, at least two. Bins are half-open ``[a, b)`` except
             the last, which includes its upper edge (numpy's convention).
         name: defaults to ``"sample"`` (the name used in log messages).
+        weights: defaults to None (unweighted: integer counts, exactly as without weights);
+            else the weights of the selected events, shape (n,), and the template is weighted.
+        all_weights: the weights of all ``N`` events before the cut (the selected ones among
+            them), shape (N,); required with ``weights``, whose totals ``W = Σw`` and ``S = Σw²``
+            are the efficiency's denominator and error.
 
     Values outside the range or not finite are counted in the template and logged (INFO for
     out-of-range, WARNING for non-finite); they lower the efficiency like events failing the cut.
+    A weighted bin whose sum of weights is negative is set to 0 (its sum of squared weights is
+    kept), with a WARNING giving the number of such bins.
 
     Raises:
         ValueError: bad edges, ``values`` not 1-D, or ``n_total`` smaller than ``len(values)``.
+        WeightError: (a ValueError) ``weights`` without ``all_weights`` or the other way round,
+            weights not finite or of the wrong shape, or ``all_weights`` with ``Σw <= 0``.
     """
     edges = check_edges(edges)
     values = np.asarray(values, dtype=float)
@@ -195,12 +306,24 @@ def make_template(
             f"{name}: N = {n_total} events before the cut is less than the {values.size} "
             "selected entries; N must count every event before the cut"
         )
+    if (weights is None) != (all_weights is None):
+        raise WeightError(
+            f"{name}: a weighted template needs the weights of the selected events and of all "
+            "events before the cut (weights and all_weights), or neither"
+        )
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != values.shape or not np.all(np.isfinite(weights)):
+            raise WeightError(
+                f"{name}: weights must be finite, one per selected value (shape {values.shape}), "
+                f"got shape {weights.shape}"
+            )
+        all_weights = check_weights(all_weights, int(n_total), name=name)
     finite = np.isfinite(values)
     n_nonfinite = int(values.size - finite.sum())
     values = values[finite]
     n_below = int(np.count_nonzero(values < edges[0]))
     n_above = int(np.count_nonzero(values > edges[-1]))
-    counts, _ = np.histogram(values, bins=edges)
     if n_below or n_above:
         log.info(
             "%s: %d of %d selected events outside [%g, %g] (%d below, %d above); they are in no "
@@ -212,18 +335,43 @@ def make_template(
         log.warning(
             "%s: %d selected events with non-finite values are in no bin", name, n_nonfinite
         )
-    return Template(edges, counts, int(n_total), n_below, n_above, n_nonfinite)
+    if weights is None:
+        counts, _ = np.histogram(values, bins=edges)
+        return Template(edges, counts, int(n_total), n_below, n_above, n_nonfinite)
+    weights = weights[finite]
+    sumw, _ = np.histogram(values, bins=edges, weights=weights)
+    sumw2, _ = np.histogram(values, bins=edges, weights=weights**2)
+    negative = np.flatnonzero(sumw < 0)
+    if negative.size:
+        # pyhf needs non-negative yields; clipping keeps the bin's error (S_i) and lets a
+        # background bin at 0 be merged like an empty one
+        log.warning(
+            "%s: %d of %d bins have a negative sum of weights (bins %s, down to %.3g); set to 0",
+            name, negative.size, sumw.size, negative.tolist(), sumw[negative].min(),
+        )  # fmt: skip
+        sumw = np.where(sumw > 0, sumw, 0.0)
+    return Template(
+        edges, sumw, float(all_weights.sum()), n_below, n_above, n_nonfinite,
+        sumw2=sumw2, sumw2_total=float(np.dot(all_weights, all_weights)),
+    )  # fmt: skip
 
 
-def empty_bin_groups(reference: Template) -> list[list[int]] | None:
+def empty_bin_groups(reference: Template, *others: Template) -> list[list[int]] | None:
     """The bins of ``reference`` grouped so that every group holds an event, or None if none
     is empty: each run of empty bins joins the next non-empty bin to its right, and trailing
-    empty bins join the last non-empty bin (see :func:`merge_empty_bins`).
+    empty bins join the last non-empty bin (see :func:`merge_empty_bins`). A bin is empty where
+    its count (weighted: its sum of weights, clipped at 0) is 0 in ``reference`` or any of
+    ``others`` (several predictions merged alike).
 
     Raises:
-        ValueError: ``reference`` is empty in every bin.
+        ValueError: the templates have different edges, or no bin is filled in all of them.
     """
-    nonempty = np.flatnonzero(reference.counts > 0)
+    filled = reference.counts > 0
+    for other in others:
+        if not np.array_equal(other.edges, reference.edges):
+            raise ValueError("templates must share the same bin edges to be merged")
+        filled = filled & (other.counts > 0)
+    nonempty = np.flatnonzero(filled)
     if nonempty.size == 0:
         raise ValueError(
             "the background prediction has no event in any bin after the cut; "
@@ -235,7 +383,7 @@ def empty_bin_groups(reference: Template) -> list[list[int]] | None:
     pending: list[int] = []
     for i in range(reference.n_bins):
         pending.append(i)
-        if reference.counts[i] > 0:
+        if filled[i]:
             groups.append(pending)
             pending = []
     if pending:
@@ -253,9 +401,10 @@ def merge_empty_bins(reference: Template, *others: Template) -> tuple[Template, 
 
     HistFactory's ``shapesys`` and ``staterror`` need a non-zero background in every bin (pyhf
     fixes their parameters in empty bins and the relative error is 0/0), so bins where the
-    background prediction has no event are merged (:func:`empty_bin_groups`). Counts add,
-    so efficiencies and binomial errors stay exact on the coarser binning. The number of merged
-    bins is logged (WARNING).
+    background prediction has no event are merged (:func:`empty_bin_groups`). Counts add
+    (weighted: sums of weights and of squared weights), so efficiencies and errors stay exact
+    on the coarser binning (weighted: but for bins :func:`make_template` clipped at 0). The
+    number of merged bins is logged (WARNING).
 
     Returns:
         ``(reference, *others)`` on the merged binning (the same objects if nothing is empty).
@@ -299,6 +448,8 @@ class EnsembleTemplate:
         for m in members[1:]:
             if not np.array_equal(m.edges, members[0].edges):
                 raise ValueError("the ensemble members' templates have different bin edges")
+            if m.weighted != members[0].weighted:
+                raise ValueError("an ensemble cannot mix weighted and unweighted member templates")
         object.__setattr__(self, "members", members)
 
     @property
@@ -312,8 +463,14 @@ class EnsembleTemplate:
 
     @property
     def pooled(self) -> Template:
-        """The members' events together: counts and N summed."""
+        """The members' events together: counts and N summed (weighted: every sum summed)."""
         ms = self.members
+        if ms[0].weighted:
+            return Template(
+                self.edges, np.sum([m.counts for m in ms], axis=0), sum(m.n_total for m in ms),
+                sum(m.n_below for m in ms), sum(m.n_above for m in ms), sum(m.n_nonfinite for m in ms),
+                sumw2=np.sum([m.sumw2 for m in ms], axis=0), sumw2_total=sum(m.sumw2_total for m in ms),
+            )  # fmt: skip
         return Template(
             self.edges, np.sum([m.counts for m in ms], axis=0), sum(m.n_total for m in ms),
             sum(m.n_below for m in ms), sum(m.n_above for m in ms), sum(m.n_nonfinite for m in ms),

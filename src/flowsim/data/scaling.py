@@ -11,19 +11,25 @@ Methods (``scaling.method``):
     strictly increasing in both coordinates. Between knots the map is linear, hence exactly
     invertible; beyond the fitted range it continues linearly with the slope of the outermost
     percent of knots, so unseen tails stay finite and monotone. At most ``max_knots`` knots are
-    kept, chosen evenly in ``z`` so the tails keep their resolution.
+    kept, chosen evenly in ``z`` so the tails keep their resolution. With event weights ``w``
+    the CDF is the weighted one, ``F̂(v_j) = (W_below + W_at / 2) / W`` (the weight below ``v_j``,
+    at it, in all), which for unit weights is the mid-rank above; an integer weight acts as that
+    many copies of the event. Negative weights can make it non-monotone or leave ``(0, 1)``: only
+    the knots where ``F̂`` rises above every earlier knot and lies inside ``(0, 1)`` are kept.
 ``logit``
     ``y = (x − lo) / (hi − lo)`` with ``[lo, hi]`` the training range widened by a margin, then
-    ``l = log(y / (1 − y))`` standardised to zero mean and unit variance. Values outside
-    ``[lo, hi]`` are clipped just inside it, and their number is logged.
+    ``l = log(y / (1 − y))`` standardised to zero mean and unit variance (weighted moments with
+    event weights; the range is the sample's whatever its weights). Values outside ``[lo, hi]``
+    are clipped just inside it, and their number is logged.
 ``none``
     The identity.
 
 Features named in ``odd`` (whose signs flip together under a symmetry of the data, e.g. every
 η under η → −η) get odd maps, ``z(−x) = −z(x)``, so the symmetry acts on the scaled space as a
-sign flip too: ``gauss_rank`` is fitted on the sample and its mirror image ``{x} ∪ {−x}`` and
-its knots are mirrored exactly, ``logit`` gets the range ``[−m, m]`` with ``m = max |x|`` and
-zero mean. The fit logs how far each such feature is from symmetric.
+sign flip too: ``gauss_rank`` is fitted on the sample and its mirror image ``{x} ∪ {−x}`` (an
+event's mirror image carries its weight) and its knots are mirrored exactly, ``logit`` gets the
+range ``[−m, m]`` with ``m = max |x|`` and zero mean. The fit logs how far each such feature
+is from symmetric.
 
 A fitted scaler is stored as plain arrays in an ``.npz`` (no pickle) and loads back exactly.
 """
@@ -40,6 +46,7 @@ import numpy as np
 from scipy.special import ndtri
 
 from flowsim.io import atomic_output
+from flowsim.weights import check_weights
 
 __all__ = ["METHODS", "Scaler", "fit_scaler", "load_scaler"]
 
@@ -155,12 +162,18 @@ def _piecewise_linear(
     return y
 
 
-def _gauss_rank_knots(x: np.ndarray, max_knots: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct values and the normal quantiles of their mid-ranks, thinned evenly in z."""
-    n = len(x)
-    values, first, count = np.unique(np.sort(x), return_index=True, return_counts=True)
-    midrank = first + 0.5 * (count - 1)  # mean 0-based position of each distinct value
-    z = ndtri((midrank + 0.5) / n)  # = √2 erfinv(2p − 1), accurate in the far tails
+def _gauss_rank_knots(
+    x: np.ndarray, max_knots: int, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values and the normal quantiles of their mid-ranks (weighted mid-ranks with
+    ``weights``), thinned evenly in z."""
+    if weights is None:
+        n = len(x)
+        values, first, count = np.unique(np.sort(x), return_index=True, return_counts=True)
+        midrank = first + 0.5 * (count - 1)  # mean 0-based position of each distinct value
+        z = ndtri((midrank + 0.5) / n)  # = √2 erfinv(2p − 1), accurate in the far tails
+    else:
+        values, z = _weighted_rank_quantiles(x, weights)
     if len(values) > max_knots:
         grid = np.linspace(z[0], z[-1], max_knots)
         keep = np.unique(np.clip(np.searchsorted(z, grid), 0, len(z) - 1))
@@ -168,13 +181,41 @@ def _gauss_rank_knots(x: np.ndarray, max_knots: int) -> tuple[np.ndarray, np.nda
     return values, z
 
 
-def _odd_gauss_rank_knots(x: np.ndarray, max_knots: int) -> tuple[np.ndarray, np.ndarray]:
-    """Knots of the Gauss-rank map of ``{x} ∪ {−x}``, mirrored so that ``z(−v) = −z(v)`` exactly.
+def _weighted_rank_quantiles(x: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values ``v_j`` and ``Φ⁻¹(F̂_j)``, ``F̂_j = (W_below + W_at / 2) / W``, at the knots
+    where ``F̂`` strictly rises (running maximum) inside ``(0, 1)``; negative weights can break both."""
+    x, weights = x[weights != 0], weights[weights != 0]  # an event of weight 0 is as good as absent
+    order = np.argsort(x, kind="stable")
+    values, first = np.unique(x[order], return_index=True)
+    at = np.add.reduceat(weights[order], first)  # weight of each distinct value
+    cumulative = np.cumsum(at)
+    below = np.concatenate([[0.0], cumulative[:-1]])
+    # integer weights: the same sums as (first + (count − 1)/2) + ½ of the repeated sample, exactly
+    p = (below + 0.5 * at) / cumulative[-1]
+    rises = p > np.maximum.accumulate(np.concatenate([[-np.inf], p[:-1]]))
+    keep = rises & (p > 0) & (p < 1)
+    dropped = len(p) - int(np.count_nonzero(keep))
+    if dropped:
+        log.info(
+            "weighted Gauss-rank CDF: %d of %d knots dropped where negative weights made it fall back "
+            "or leave (0, 1)", dropped, len(p),
+        )  # fmt: skip
+    if not keep.any():
+        raise ValueError("the weighted empirical CDF has no knot inside (0, 1)")
+    return values[keep], ndtri(p[keep])
+
+
+def _odd_gauss_rank_knots(
+    x: np.ndarray, max_knots: int, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Knots of the Gauss-rank map of ``{x} ∪ {−x}`` (each mirror image weighted like its event),
+    mirrored so that ``z(−v) = −z(v)`` exactly.
 
     The positive half is kept and reflected through the knot (0, 0); that knot lies on the
     symmetric sample's map anyway (the median of a symmetric sample is 0).
     """
-    values, z = _gauss_rank_knots(np.concatenate([x, -x]), max_knots)
+    both = None if weights is None else np.concatenate([weights, weights])
+    values, z = _gauss_rank_knots(np.concatenate([x, -x]), max_knots, both)
     positive = values > 0
     values, z = values[positive], z[positive]
     return np.r_[-values[::-1], 0.0, values], np.r_[-z[::-1], 0.0, z]
@@ -222,9 +263,11 @@ def fit_scaler(
     *,
     odd: list[str] | tuple[str, ...] = (),
     max_knots: int = 10_000,
+    weights: np.ndarray | None = None,
 ) -> Scaler:
     """Fit a scaler on training data ``x`` of shape (n, D), columns in ``features`` order; the
-    ``odd`` features get odd maps (see the module's docstring)."""
+    ``odd`` features get odd maps, and ``weights`` (one per event, negative ones allowed, a
+    positive sum) weigh the CDFs and moments (see the module's docstring)."""
     if method not in METHODS:
         raise ValueError(f"scaling.method must be one of {list(METHODS)}, got {method!r}")
     x = np.asarray(x, dtype=np.float64)
@@ -235,6 +278,7 @@ def fit_scaler(
         )
     if not np.isfinite(x).all():
         raise ValueError("cannot fit a scaler on non-finite values")
+    weights = check_weights(weights, len(x), name="scaler training events")
     features = tuple(features)
     unknown = [f for f in odd if f not in features]
     if unknown:
@@ -244,9 +288,9 @@ def fit_scaler(
     if method == "none":
         return Scaler("none", features, {"odd": is_odd})
     if method == "logit":
-        return _fit_logit(x, features, is_odd)
+        return _fit_logit(x, features, is_odd, weights)
     knots = [
-        (_odd_gauss_rank_knots if is_odd[j] else _gauss_rank_knots)(x[:, j], max_knots)
+        (_odd_gauss_rank_knots if is_odd[j] else _gauss_rank_knots)(x[:, j], max_knots, weights)
         for j in range(x.shape[1])
     ]
     slopes = np.array([_tail_slopes(xk, zk) for xk, zk in knots])
@@ -261,7 +305,7 @@ def fit_scaler(
     return Scaler("gauss_rank", features, params)
 
 
-def _fit_logit(x: np.ndarray, features: tuple[str, ...], odd: np.ndarray) -> Scaler:
+def _fit_logit(x: np.ndarray, features: tuple[str, ...], odd: np.ndarray, weights: np.ndarray | None) -> Scaler:
     # an odd feature is fitted on its mirrored sample: range [-m, m], logits of mean zero
     x = np.where(odd, np.abs(x), x)
     lo, hi = np.where(odd, -x.max(axis=0), x.min(axis=0)), x.max(axis=0)
@@ -270,8 +314,14 @@ def _fit_logit(x: np.ndarray, features: tuple[str, ...], odd: np.ndarray) -> Sca
     y = (x - lo) / (hi - lo)
     logits = np.log(y) - np.log1p(-y)
     # the mirrored sample's logits are ±l: second moment of l, mean exactly 0
-    mean = np.where(odd, 0.0, logits.mean(axis=0))
-    std = np.where(odd, np.sqrt(np.mean(logits**2, axis=0)), logits.std(axis=0))
+    if weights is None:
+        mean = np.where(odd, 0.0, logits.mean(axis=0))
+        std = np.where(odd, np.sqrt(np.mean(logits**2, axis=0)), logits.std(axis=0))
+    else:
+        # Σ w l / Σ w and Σ w (l − mean)² / Σ w; negative weights could make the latter negative
+        mean = np.where(odd, 0.0, np.average(logits, axis=0, weights=weights))
+        var = np.average((logits - mean) ** 2, axis=0, weights=weights)
+        std = np.sqrt(np.maximum(var, 0.0))
     params = {"lo": lo, "hi": hi, "mean": mean, "std": np.where(std > 0, std, 1.0), "odd": odd}
     return Scaler("logit", features, params)
 

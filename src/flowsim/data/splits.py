@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,6 +35,7 @@ __all__ = [
     "nested_subset",
     "split_indices",
     "split_sizes",
+    "write_class_splits",
     "write_splits",
 ]
 
@@ -225,20 +226,11 @@ def write_splits(
             _verified_digest(hasher, source, expected_sha256)
         raise
     digest = _verified_digest(hasher, source, expected_sha256)
-    classes = {"bkg": sample.background, "sig": sample.signal}
+    classes = {"bkg": (sample.background, None), "sig": (sample.signal, None)}
     del sample
-    duplicates = {cls: count_duplicate_rows(events) for cls, events in classes.items()}
-    _log_duplicates(source, duplicates)
-    try:
-        counts = {
-            cls: _split_class(classes.pop(cls), cls, outputs, seed, fractions, max_events, source)
-            for cls in list(classes)
-        }
-    except BaseException:
-        # a set of splits is only usable whole: do not leave some files of it behind
-        for path in outputs.values():
-            Path(path).unlink(missing_ok=True)
-        raise
+    counts, duplicates = write_class_splits(
+        classes, outputs, FEATURE_COLUMNS, seed=seed, fractions=fractions, max_events=max_events, source=source
+    )
     result = {
         "source": str(source),
         "source_sha256": digest,
@@ -255,10 +247,43 @@ def write_splits(
     return result
 
 
+def write_class_splits(
+    classes: MutableMapping[str, tuple[np.ndarray, np.ndarray | None]],
+    outputs: Mapping[str, str | os.PathLike[str]],
+    columns: Sequence[str],
+    *,
+    seed: int,
+    fractions: SplitFractions,
+    max_events: int | None,
+    source: str | os.PathLike[str],
+) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """Split each class's events ``(features (n, F), weights (n,) or None)`` and write the
+    files of ``outputs``; the features as ``columns`` branches, the weights as the ``weight``
+    branch (:data:`flowsim.io.WEIGHT`) where a class has them. Exact duplicate rows are counted
+    and logged. Returns the counts per class and split, and the duplicates per class. On any
+    failure no file of the set is left behind. ``classes`` is emptied class by class, so
+    that each class's events are freed once written."""
+    duplicates = {cls: count_duplicate_rows(events) for cls, (events, _) in classes.items()}
+    _log_duplicates(Path(source), duplicates)
+    try:
+        counts = {
+            cls: _split_class(*classes.pop(cls), cls, outputs, columns, seed, fractions, max_events, Path(source))
+            for cls in list(classes)
+        }
+    except BaseException:
+        # a set of splits is only usable whole: do not leave some files of it behind
+        for path in outputs.values():
+            Path(path).unlink(missing_ok=True)
+        raise
+    return counts, duplicates
+
+
 def _split_class(
     events: np.ndarray,
+    weights: np.ndarray | None,
     cls: str,
     outputs: Mapping[str, str | os.PathLike[str]],
+    columns: Sequence[str],
     seed: int,
     fractions: SplitFractions,
     max_events: int | None,
@@ -276,13 +301,17 @@ def _split_class(
                 f"{source}: split {name} would be empty ({len(events)} {cls} events); "
                 "use more events or other fractions"
             )
-        _write_split(outputs[name], events[rows], CLASSES[cls])
+        _write_split(outputs[name], events[rows], CLASSES[cls], columns, None if weights is None else weights[rows])
         counts[split] = len(rows)
         log.info("wrote %s: %d events", outputs[name], len(rows))
     return counts
 
 
-def _write_split(path: str | os.PathLike[str], features: np.ndarray, label: int) -> None:
-    columns = {LABEL: np.full(len(features), label, dtype=np.float32)}
-    columns.update({name: features[:, j] for j, name in enumerate(FEATURE_COLUMNS)})
-    io.write_events(path, columns)
+def _write_split(
+    path: str | os.PathLike[str], features: np.ndarray, label: int, columns: Sequence[str], weights: np.ndarray | None
+) -> None:
+    branches = {LABEL: np.full(len(features), label, dtype=np.float32)}
+    branches.update({name: features[:, j] for j, name in enumerate(columns)})
+    if weights is not None:
+        branches[io.WEIGHT] = weights
+    io.write_events(path, branches)

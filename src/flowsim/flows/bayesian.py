@@ -438,19 +438,27 @@ def mean_weights(module: nn.Module) -> Iterator[nn.Module]:
 
 
 def elbo_loss(n_train: int) -> Callable[[nn.Module, Sequence[Tensor]], Tensor]:
-    r"""The loss of a Bayesian flow for :func:`flowsim.training.train`, on batches ``(x,)``.
+    r"""The loss of a Bayesian flow for :func:`flowsim.training.train`, on batches ``(x,)``
+    or, with event weights, ``(x, ṽ)``.
 
     In training mode, the negative ELBO per event,
     :math:`-\frac{1}{B} \sum_{b} \log p(x_b \mid w_b) + \mathrm{KL}(q \,\|\, p) / N` with
     :math:`w_b \sim q` (fresh draws) and :math:`N` = ``n_train`` the number of training events:
     an unbiased estimate of :math:`\mathcal{L}` of :mod:`flowsim.flows.bayesian`. In evaluation
     mode (validation), the mean NLL with the mean weights, the flow that is sampled by default.
+    Event weights ``ṽ = v / mean(v)`` over the split (:func:`flowsim.weights.normalised`) weight
+    each event's NLL, :math:`-\frac{1}{B} \sum_b ṽ_b \log p(x_b \mid w_b)`, as in
+    :func:`flowsim.stages.flows.negative_log_likelihood`; as :math:`\sum ṽ = N` the KL term
+    stays :math:`\mathrm{KL} / N`.
     """
     if isinstance(n_train, bool) or not isinstance(n_train, int) or n_train < 1:
         raise ValueError(f"n_train must be a positive number of events, got {n_train!r}")
 
     def loss(model: nn.Module, batch: Sequence[Tensor]) -> Tensor:
-        nll = -model(batch[0]).mean()
+        log_p = model(batch[0])
+        if len(batch) > 1:
+            log_p = batch[1] * log_p
+        nll = -log_p.mean()
         if not model.training:
             return nll
         return nll + kl_divergence(model) / n_train

@@ -52,10 +52,19 @@ The baseline is the same computation with ``test_b`` as the candidate, hence at 
 size; it uses the same random stream as the generated sample, so identical inputs give
 identical numbers.
 
+Weighted MC (``weights_*`` arguments, one weight per event, negative ones allowed with a
+positive sum; None is the unweighted computation, unchanged): a histogram bin holds Σw, the
+empirical CDFs of KS and W1 are the weighted ones, ``F(t) = Σ_{x_i ≤ t} w_i / Σ w_i``, and the
+reference binning uses the weighted quantiles of :func:`weighted_quantile`. A bin whose weights
+sum below zero (negative weights in a sparse region) is set to 0 for χ², KL and Hellinger, which
+need probabilities, and counted (``FeatureDistances.negative_bins``). A draw of a weighted
+sample carries the drawn events' weights along; the generated sample is unweighted.
+
 References:
     Gavranovič, Kerševan, "Systematic evaluation of generative machine learning capability to
     simulate distributions of observables at the LHC", EPJC 84 (2024) 911.
     Villani, "Optimal Transport: Old and New" (2009), Remark 2.19 (W1 in one dimension).
+    Akinshin, "Weighted quantile estimators", arXiv:2304.07265 (2023) (the weighted type-7 quantile).
 """
 
 from __future__ import annotations
@@ -71,6 +80,7 @@ import numpy as np
 
 from flowsim.arrays import finite_sample
 from flowsim.io import write_tsv
+from flowsim.weights import effective_sample_size
 
 __all__ = [
     "METRICS",
@@ -89,6 +99,7 @@ __all__ = [
     "reference_binning",
     "sample_distances",
     "wasserstein_1d",
+    "weighted_quantile",
     "write_distances_tsv",
 ]
 
@@ -125,6 +136,8 @@ class FeatureDistances(NamedTuple):
         gen_out_of_range: (underflow, overflow) counts of the full candidate pool.
         kl_empty_bins: number of (draw, bin) pairs with p_i > 0 and q_i = 0, where the KL
             divergence used ε = 1/(2 · sample_size) for q_i.
+        negative_bins: number of bins whose weights summed below zero and were set to 0 (the
+            reference's, plus those of every draw); 0 for unweighted samples.
     """
 
     value: Distances
@@ -135,6 +148,7 @@ class FeatureDistances(NamedTuple):
     ref_out_of_range: tuple[int, int]
     gen_out_of_range: tuple[int, int]
     kl_empty_bins: int
+    negative_bins: int = 0
 
 
 class DistanceRow(NamedTuple):
@@ -186,6 +200,64 @@ def _check_histograms(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndar
     return p / p.sum(), q / q.sum()
 
 
+def _check_sample_weights(weights: np.ndarray | None, size: int, name: str) -> np.ndarray | None:
+    """``weights`` as finite float64 of shape (size,) with a positive sum (None passes)."""
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (size,) or not np.isfinite(w).all() or not w.sum() > 0:
+        raise ValueError(f"{name} must hold one finite weight per value ({size}) with a positive sum, "
+                         f"got shape {w.shape} and sum {w.sum():g}")
+    return w
+
+
+def _sorted_with(x: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``x`` sorted, and its weights in the same order (None stays None)."""
+    if w is None:
+        return np.sort(x), None
+    order = np.argsort(x, kind="stable")
+    return x[order], w[order]
+
+
+def weighted_quantile(x: np.ndarray, q: float | np.ndarray, weights: np.ndarray) -> np.ndarray | float:
+    """Quantiles of a weighted sample that equal ``numpy.quantile``'s default (linear) ones for
+    unit weights; invariant under a common scale of the weights.
+
+    With ``t_i = Σ_{k ≤ i} w_k / Σ w`` the weighted CDF at the sorted values ``x_(i)`` (its running
+    maximum, clipped to [0, 1], where negative weights make it fall back) and ``Q(t) = x_(i)`` for
+    ``t_{i−1} < t ≤ t_i`` the weighted quantile function, the estimate is its mean over a window of
+    width ``1/n*`` (n* the Kish size (Σw)²/Σw², at least 1):
+
+        Q̂(q) = n* ∫_a^b Q(t) dt,   a = h / n*, b = (h + 1) / n*, h = (n* − 1) q
+
+    For unit weights the window [h/n, (h+1)/n] covers at most one step of ``Q``, and Q̂ is the
+    linear interpolation ``x_(⌊h⌋) + (h − ⌊h⌋)(x_(⌊h⌋+1) − x_(⌊h⌋))`` (Hyndman & Fan type 7), the
+    Harrell–Davis-like construction of Akinshin (2023). An event of weight 0 is as good as
+    absent; an integer weight is *not* a number of copies (type 7 itself changes when every
+    event is repeated).
+    """
+    x = finite_sample(x, "x")
+    w = _check_sample_weights(weights, x.size, "weights")
+    qs = np.asarray(q, dtype=np.float64)
+    if not ((qs >= 0) & (qs <= 1)).all():
+        raise ValueError(f"quantile levels must lie in [0, 1], got {q!r}")
+    xs, ws = _sorted_with(x, w)
+    cumulative = np.cumsum(ws)
+    t = np.clip(np.maximum.accumulate(cumulative / cumulative[-1]), 0.0, 1.0)
+    n_eff = max(effective_sample_size(ws), 1.0)
+    jumps = np.diff(xs)  # Q jumps by x_(i+1) − x_(i) at t_i
+    out = np.empty(qs.size)
+    for k, level in enumerate(qs.ravel()):
+        h = (n_eff - 1.0) * level
+        a, b = h / n_eff, (h + 1.0) / n_eff
+        # Q(a⁺), then every jump inside (a, b) adds its height times the part of the window above it
+        lo = min(int(np.searchsorted(t, a, side="right")), xs.size - 1)
+        hi = int(np.searchsorted(t, b, side="left"))
+        inside = slice(lo, min(hi, xs.size - 1))
+        out[k] = xs[lo] + n_eff * np.dot(jumps[inside], b - t[inside])
+    return out.reshape(qs.shape) if qs.ndim else float(out[0])
+
+
 # ---------------------------------------------------------------------------------------------
 # binning
 
@@ -196,6 +268,7 @@ def reference_binning(
     *,
     kind: Literal["uniform", "quantile"] = "uniform",
     quantile_range: tuple[float, float] = (0.001, 0.999),
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """Bin edges for one feature, fixed from the reference sample.
 
@@ -206,25 +279,29 @@ def reference_binning(
             ``"quantile"``, edges at equally spaced quantiles within ``quantile_range``
             (repeated edges merged).
         quantile_range: (lo, hi) with 0 <= lo < hi <= 1; (0, 1) spans min to max.
+        weights: event weights of ``ref`` (weighted quantiles, :func:`weighted_quantile`),
+            defaults to None (unweighted).
 
     Returns:
         strictly increasing edges, shape (n_bins + 1,) (fewer for merged quantile edges).
     """
     ref = finite_sample(ref, "ref")
+    weights = _check_sample_weights(weights, ref.size, "weights")
+    quantile = np.quantile if weights is None else lambda a, q: weighted_quantile(a, q, weights)
     if int(n_bins) != n_bins or n_bins < 1:
         raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
     lo, hi = quantile_range
     if not 0.0 <= lo < hi <= 1.0:
         raise ValueError(f"quantile_range must satisfy 0 <= lo < hi <= 1, got {quantile_range}")
     if kind == "uniform":
-        a, b = np.quantile(ref, [lo, hi])
+        a, b = quantile(ref, [lo, hi])
         if b <= a:  # a (locally) constant feature: fall back to its full range, then a unit window
             a, b = float(ref.min()), float(ref.max())
         if b <= a:
             a, b = a - 0.5, b + 0.5
         return np.linspace(a, b, int(n_bins) + 1)
     if kind == "quantile":
-        edges = np.unique(np.quantile(ref, np.linspace(lo, hi, int(n_bins) + 1)))
+        edges = np.unique(quantile(ref, np.linspace(lo, hi, int(n_bins) + 1)))
         if edges.size < 2:
             edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
         return edges
@@ -238,6 +315,13 @@ def _counts_sorted(xs: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.concatenate(([below[0]], np.diff(below), [xs.size - below[-1]]))
 
 
+def _weighted_counts(x: np.ndarray, w: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Flow-bin histogram of Σw per bin (any order of ``x``)."""
+    index = np.searchsorted(edges, x, side="right")  # 0: underflow, k: [e_{k−1}, e_k), B + 1: overflow
+    index[x == edges[-1]] = edges.size - 1  # the last bin is closed on the right
+    return np.bincount(index, weights=w, minlength=edges.size + 1)
+
+
 def _check_edges(edges: np.ndarray) -> np.ndarray:
     e = np.asarray(edges, dtype=np.float64)
     if e.ndim != 1 or e.size < 2 or not np.isfinite(e).all() or (np.diff(e) <= 0).any():
@@ -245,15 +329,18 @@ def _check_edges(edges: np.ndarray) -> np.ndarray:
     return e
 
 
-def binned_counts(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Histogram of ``x`` with flow bins.
+def binned_counts(x: np.ndarray, edges: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Histogram of ``x`` with flow bins, of event counts or (with ``weights``) of Σw per bin.
 
     Returns:
-        integer counts, shape (len(edges) + 1,): index 0 the underflow (x < edges[0]),
-        1..B the regular bins [e_k, e_{k+1}) (the last one closed), -1 the overflow
-        (x > edges[-1]). The counts sum to len(x).
+        counts, shape (len(edges) + 1,): index 0 the underflow (x < edges[0]), 1..B the
+        regular bins [e_k, e_{k+1}) (the last one closed), -1 the overflow (x > edges[-1]).
+        Integers summing to len(x), or float64 weight sums (negative ones possible) summing to Σw.
     """
-    return _counts_sorted(np.sort(finite_sample(x, "x")), _check_edges(edges))
+    x = finite_sample(x, "x")
+    if weights is None:
+        return _counts_sorted(np.sort(x), _check_edges(edges))
+    return _weighted_counts(x, _check_sample_weights(weights, x.size, "weights"), _check_edges(edges))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,53 +394,112 @@ def _wasserstein_sorted(xs: np.ndarray, ys: np.ndarray) -> float:
     return float(np.sum(np.abs(diff_cdf[:-1]) * np.diff(zs)))
 
 
-def ks_distance(x: np.ndarray, y: np.ndarray, weights_y: np.ndarray | None = None) -> float:
-    """Kolmogorov–Smirnov distance sup_t |F_x(t) − F_y(t)| of two 1-D samples, ``y`` optionally
-    weighted (F_y is then the weighted empirical CDF): the largest gap in cumulative fraction."""
-    x = np.sort(np.asarray(x, dtype=np.float64))
+def _wasserstein_weighted(xs: np.ndarray, wx: np.ndarray | None, ys: np.ndarray, wy: np.ndarray | None) -> float:
+    """W1 = Σ_k |F(z_k) − G(z_k)| (z_{k+1} − z_k) of two sorted samples with weighted CDFs
+    (None: unit weights)."""
+    wx = np.ones(xs.size) if wx is None else wx
+    wy = np.ones(ys.size) if wy is None else wy
+    z = np.concatenate((xs, ys))
+    order = np.argsort(z, kind="stable")
+    # each value moves F − G by its normalised weight, + for x and − for y
+    diff_cdf = np.cumsum(np.concatenate((wx / wx.sum(), -wy / wy.sum()))[order])
+    return float(np.sum(np.abs(diff_cdf[:-1]) * np.diff(z[order])))
+
+
+def ks_distance(
+    x: np.ndarray, y: np.ndarray, weights_y: np.ndarray | None = None, *, weights_x: np.ndarray | None = None
+) -> float:
+    """Kolmogorov–Smirnov distance sup_t |F_x(t) − F_y(t)| of two 1-D samples, either optionally
+    weighted (its F is then the weighted empirical CDF, Σ_{v ≤ t} w / Σ w; negative weights are
+    allowed with a positive sum): the largest gap in cumulative fraction."""
+    x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    w = np.ones(y.size) if weights_y is None else np.asarray(weights_y, dtype=np.float64)
-    if x.size == 0 or y.size == 0 or w.shape != y.shape or (w < 0).any() or not w.sum() > 0:
-        raise ValueError("ks_distance needs non-empty samples and non-negative weights, one per y value")
+    if x.size == 0 or y.size == 0:
+        raise ValueError("ks_distance needs non-empty samples")
+    w = np.ones(y.size) if weights_y is None else _check_sample_weights(weights_y, y.size, "weights_y")
     order = np.argsort(y, kind="stable")
     y, cdf_y = y[order], np.cumsum(w[order]) / w.sum()
     # both CDFs are right-continuous steps that jump only at sample values: compare them there
-    t = np.concatenate([x, y])
-    f_x = np.searchsorted(x, t, side="right") / x.size
+    if weights_x is None:
+        x = np.sort(x)
+        t = np.concatenate([x, y])
+        f_x = np.searchsorted(x, t, side="right") / x.size
+    else:
+        v = _check_sample_weights(weights_x, x.size, "weights_x")
+        order = np.argsort(x, kind="stable")
+        x, cdf_x = x[order], np.cumsum(v[order]) / v.sum()
+        t = np.concatenate([x, y])
+        at = np.searchsorted(x, t, side="right")
+        f_x = np.where(at > 0, cdf_x[np.maximum(at - 1, 0)], 0.0)
     at = np.searchsorted(y, t, side="right")
     f_y = np.where(at > 0, cdf_y[np.maximum(at - 1, 0)], 0.0)
     return float(np.abs(f_x - f_y).max())
 
 
-def wasserstein_1d(x: np.ndarray, y: np.ndarray) -> float:
-    """W1 = ∫ |F(t) − G(t)| dt of the empirical distributions of two raw samples (any sizes)."""
-    xs = np.sort(finite_sample(x, "x"))
-    ys = np.sort(finite_sample(y, "y"))
-    return _wasserstein_sorted(xs, ys)
+def wasserstein_1d(
+    x: np.ndarray, y: np.ndarray, weights_x: np.ndarray | None = None, weights_y: np.ndarray | None = None
+) -> float:
+    """W1 = ∫ |F(t) − G(t)| dt of the empirical distributions of two raw samples (any sizes),
+    with weighted CDFs F, G for weighted samples."""
+    x, y = finite_sample(x, "x"), finite_sample(y, "y")
+    wx = _check_sample_weights(weights_x, x.size, "weights_x")
+    wy = _check_sample_weights(weights_y, y.size, "weights_y")
+    if wx is None and wy is None:
+        return _wasserstein_sorted(np.sort(x), np.sort(y))
+    return _wasserstein_weighted(*_sorted_with(x, wx), *_sorted_with(y, wy))
+
+
+def _histogram(xs: np.ndarray, ws: np.ndarray | None, edges: np.ndarray) -> tuple[np.ndarray, int]:
+    """Flow-bin histogram of a sorted sample (Σw per bin when weighted), negative bins set to 0,
+    and their number."""
+    if ws is None:
+        return _counts_sorted(xs, edges), 0
+    h = _weighted_counts(xs, ws, edges)
+    negative = h < 0
+    return np.where(negative, 0.0, h), int(np.count_nonzero(negative))
 
 
 def _all_distances(
-    ref_sorted: np.ndarray, ref_counts: np.ndarray, gen_sorted: np.ndarray, edges: np.ndarray
-) -> tuple[Distances, int]:
-    """The four distances from sorted samples, plus the number of KL-regularised bins."""
-    q = _counts_sorted(gen_sorted, edges)
-    eps = 0.5 / gen_sorted.size
+    ref_sorted: np.ndarray,
+    ref_counts: np.ndarray,
+    gen_sorted: np.ndarray,
+    edges: np.ndarray,
+    ref_weights: np.ndarray | None = None,
+    gen_weights: np.ndarray | None = None,
+) -> tuple[Distances, int, int]:
+    """The four distances from sorted samples (and their weights, None when unweighted), plus the
+    numbers of KL-regularised bins and of the candidate's negative bins set to 0."""
+    q, n_negative = _histogram(gen_sorted, gen_weights, edges)
+    eps = 0.5 / gen_sorted.size  # half an event of average weight when weighted
     n_empty = int(np.count_nonzero((ref_counts > 0) & (q == 0)))
+    if ref_weights is None and gen_weights is None:
+        w1 = _wasserstein_sorted(ref_sorted, gen_sorted)
+    else:
+        w1 = _wasserstein_weighted(ref_sorted, ref_weights, gen_sorted, gen_weights)
     d = Distances(
         chi2=chi2_distance(ref_counts, q),
         kl=kl_divergence(ref_counts, q, eps=eps),
         hellinger=hellinger_distance(ref_counts, q),
-        wasserstein=_wasserstein_sorted(ref_sorted, gen_sorted),
+        wasserstein=w1,
     )
-    return d, n_empty
+    return d, n_empty, n_negative
 
 
-def sample_distances(ref: np.ndarray, gen: np.ndarray, *, edges: np.ndarray) -> Distances:
-    """The four distances between two full samples (no resampling) on the given binning."""
-    rs = np.sort(finite_sample(ref, "ref"))
-    gs = np.sort(finite_sample(gen, "gen"))
+def sample_distances(
+    ref: np.ndarray,
+    gen: np.ndarray,
+    *,
+    edges: np.ndarray,
+    weights_ref: np.ndarray | None = None,
+    weights_gen: np.ndarray | None = None,
+) -> Distances:
+    """The four distances between two full samples (no resampling, optionally weighted) on the
+    given binning."""
+    ref, gen = finite_sample(ref, "ref"), finite_sample(gen, "gen")
+    rs, rw = _sorted_with(ref, _check_sample_weights(weights_ref, ref.size, "weights_ref"))
+    gs, gw = _sorted_with(gen, _check_sample_weights(weights_gen, gen.size, "weights_gen"))
     e = _check_edges(edges)
-    return _all_distances(rs, _counts_sorted(rs, e), gs, e)[0]
+    return _all_distances(rs, _histogram(rs, rw, e)[0], gs, e, rw, gw)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,16 +507,20 @@ def sample_distances(ref: np.ndarray, gen: np.ndarray, *, edges: np.ndarray) -> 
 
 
 def _draw_sorted(
-    pool_sorted: np.ndarray, size: int, method: str, rng: np.random.Generator
-) -> np.ndarray:
-    """A random sample of ``size`` values of a sorted pool, returned sorted, in O(pool)."""
+    pool_sorted: np.ndarray, size: int, method: str, rng: np.random.Generator,
+    pool_weights: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A random sample of ``size`` values of a sorted pool, returned sorted, in O(pool), with
+    the drawn values' weights (None for an unweighted pool; the draws do not depend on them)."""
     n = pool_sorted.size
+    carry = (lambda pick: None) if pool_weights is None else (lambda pick: pick(pool_weights))  # noqa: E731
     if method == "bootstrap":
         # Multiplicities of each pool value; repeating a sorted array keeps it sorted.
-        return np.repeat(pool_sorted, np.bincount(rng.integers(0, n, size), minlength=n))
+        copies = np.bincount(rng.integers(0, n, size), minlength=n)
+        return np.repeat(pool_sorted, copies), carry(lambda a: np.repeat(a, copies))
     keep = np.zeros(n, dtype=bool)
     keep[rng.choice(n, size, replace=False)] = True
-    return pool_sorted[keep]
+    return pool_sorted[keep], carry(lambda a: a[keep])
 
 
 def _resolve_method(method: str, pool: int, size: int, name: str) -> str:
@@ -396,19 +546,26 @@ def _resampled(
     sample_size: int,
     method: str,
     seed: Seed,
+    ref_weights: np.ndarray | None = None,
+    pool_weights: np.ndarray | None = None,
+    ref_negative: int = 0,
 ) -> FeatureDistances:
-    """Resampled distances of one feature from pre-sorted inputs."""
+    """Resampled distances of one feature from pre-sorted inputs (and their weights in the same
+    order; ``ref_counts`` then holds Σw with ``ref_negative`` negative bins set to 0)."""
     method = _resolve_method(method, pool_sorted.size, sample_size, "gen")
     rng = np.random.default_rng(seed)
     values = np.empty((n_resamples, len(METRICS)))
-    n_empty = 0
+    n_empty, n_negative = 0, ref_negative
     for k in range(n_resamples):
-        draw = _draw_sorted(pool_sorted, sample_size, method, rng)
-        d, e = _all_distances(ref_sorted, ref_counts, draw, edges)
+        draw, draw_weights = _draw_sorted(pool_sorted, sample_size, method, rng, pool_weights)
+        d, e, neg = _all_distances(ref_sorted, ref_counts, draw, edges, ref_weights, draw_weights)
         values[k] = d
         n_empty += e
+        n_negative += neg
     std = values.std(axis=0, ddof=1) if n_resamples > 1 else np.full(len(METRICS), np.nan)
     gen_counts = _counts_sorted(pool_sorted, edges)
+    if ref_weights is not None:  # the out-of-range figures count events
+        ref_counts = _counts_sorted(ref_sorted, edges)
     return FeatureDistances(
         value=Distances(*values.mean(axis=0).tolist()),
         std=Distances(*std.tolist()),
@@ -418,6 +575,7 @@ def _resampled(
         ref_out_of_range=(int(ref_counts[0]), int(ref_counts[-1])),
         gen_out_of_range=(int(gen_counts[0]), int(gen_counts[-1])),
         kl_empty_bins=n_empty,
+        negative_bins=n_negative,
     )
 
 
@@ -442,6 +600,8 @@ def feature_distances(
     sample_size: int | None = None,
     method: Literal["auto", "subsample", "bootstrap"] = "auto",
     seed: Seed = 0,
+    weights_ref: np.ndarray | None = None,
+    weights_gen: np.ndarray | None = None,
 ) -> FeatureDistances:
     """χ², KL, Hellinger and W1 of one feature, mean ± std over K draws of the candidate.
 
@@ -456,18 +616,26 @@ def feature_distances(
         method: ``"subsample"`` (without replacement), ``"bootstrap"`` (with replacement) or
             ``"auto"`` (subsample when M >= 2 · sample_size, else bootstrap).
         seed: seed of the draws (an int or a sequence of ints).
+        weights_ref, weights_gen: event weights of ``ref`` and of the pool (weighted MC; a draw
+            carries its events' weights), defaults to None (unweighted). The draws are the same
+            with or without weights.
 
     Returns:
         FeatureDistances with the means, standard deviations and the out-of-range counts.
     """
     ref = finite_sample(ref, "ref")
     gen = finite_sample(gen, "gen")
+    weights_ref = _check_sample_weights(weights_ref, ref.size, "weights_ref")
+    weights_gen = _check_sample_weights(weights_gen, gen.size, "weights_gen")
     size = _check_resampling(n_resamples, sample_size, ref.size)
-    e = reference_binning(ref, n_bins, kind=kind, quantile_range=quantile_range) \
+    e = reference_binning(ref, n_bins, kind=kind, quantile_range=quantile_range, weights=weights_ref) \
         if edges is None else _check_edges(edges)
-    ref_sorted = np.sort(ref)
-    return _resampled(ref_sorted, _counts_sorted(ref_sorted, e), np.sort(gen), e,
-                      n_resamples=int(n_resamples), sample_size=size, method=method, seed=seed)
+    ref_sorted, ref_w = _sorted_with(ref, weights_ref)
+    pool_sorted, pool_w = _sorted_with(gen, weights_gen)
+    ref_counts, ref_negative = _histogram(ref_sorted, ref_w, e)
+    return _resampled(ref_sorted, ref_counts, pool_sorted, e,
+                      n_resamples=int(n_resamples), sample_size=size, method=method, seed=seed,
+                      ref_weights=ref_w, pool_weights=pool_w, ref_negative=ref_negative)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -480,19 +648,22 @@ def _feature_pair(
     generated: np.ndarray,
     test_b: np.ndarray,
     opts: dict,
+    weights_a: np.ndarray | None = None,
+    weights_b: np.ndarray | None = None,
 ) -> tuple[FeatureDistances, FeatureDistances]:
-    """Generated-vs-MC and baseline distances of column ``j``."""
-    ref = np.sort(test_a[:, j].astype(np.float64))
+    """Generated-vs-MC and baseline distances of column ``j`` (MC optionally weighted)."""
+    ref, ref_w = _sorted_with(test_a[:, j].astype(np.float64), weights_a)
     edges = reference_binning(ref, opts["n_bins"], kind=opts["kind"],
-                              quantile_range=opts["quantile_range"])
-    ref_counts = _counts_sorted(ref, edges)
+                              quantile_range=opts["quantile_range"], weights=ref_w)
+    ref_counts, ref_negative = _histogram(ref, ref_w, edges)
     common = dict(n_resamples=opts["n_resamples"], sample_size=opts["sample_size"],
-                  method=opts["method"], seed=(*opts["seed"], j))
+                  method=opts["method"], seed=(*opts["seed"], j), ref_weights=ref_w,
+                  ref_negative=ref_negative)
     # Same random stream for both: identical candidate pools give identical numbers.
     gen = _resampled(ref, ref_counts, np.sort(generated[:, j].astype(np.float64)), edges,
                      **common)
-    base = _resampled(ref, ref_counts, np.sort(test_b[:, j].astype(np.float64)), edges,
-                      **common)
+    pool_b, pool_b_w = _sorted_with(test_b[:, j].astype(np.float64), weights_b)
+    base = _resampled(ref, ref_counts, pool_b, edges, pool_weights=pool_b_w, **common)
     return gen, base
 
 
@@ -527,6 +698,8 @@ def distance_table(
     method: Literal["auto", "subsample", "bootstrap"] = "auto",
     seed: int = 0,
     n_jobs: int = 1,
+    weights_a: np.ndarray | None = None,
+    weights_b: np.ndarray | None = None,
 ) -> list[DistanceRow]:
     """Rows (feature, metric, value, std, baseline) for every feature and metric.
 
@@ -541,6 +714,8 @@ def distance_table(
         seed: root seed; feature j draws from the stream (seed, j), so results do not depend on
             ``n_jobs``.
         n_jobs: threads over features (numpy releases the GIL while sorting).
+        weights_a, weights_b: event weights of ``test_a`` and ``test_b`` (weighted MC), defaults
+            to None (unweighted); the generated sample is unweighted.
 
     Returns:
         4·F rows, features in input order and metrics in ``METRICS`` order, then 4 rows with
@@ -557,6 +732,8 @@ def distance_table(
     test_a = _check_matrix(test_a, "test_a", f)
     generated = _check_matrix(generated, "generated", f)
     test_b = _check_matrix(test_b, "test_b", f)
+    weights_a = _check_sample_weights(weights_a, test_a.shape[0], "weights_a")
+    weights_b = _check_sample_weights(weights_b, test_b.shape[0], "weights_b")
     size = _check_resampling(n_resamples, sample_size, test_a.shape[0])
     if int(n_jobs) != n_jobs or n_jobs < 1:
         raise ValueError(f"n_jobs must be a positive integer, got {n_jobs!r}")
@@ -564,7 +741,7 @@ def distance_table(
                 n_resamples=int(n_resamples), sample_size=size, method=method, seed=(int(seed),))
 
     def one(j: int) -> tuple[FeatureDistances, FeatureDistances]:
-        return _feature_pair(j, test_a, generated, test_b, opts)
+        return _feature_pair(j, test_a, generated, test_b, opts, weights_a, weights_b)
 
     if n_jobs == 1:
         results = [one(j) for j in range(f)]
@@ -578,6 +755,9 @@ def distance_table(
                      name, gen.ref_out_of_range, gen.gen_out_of_range, base.gen_out_of_range)
         if gen.kl_empty_bins:
             log.info("%s: %d empty generated bins regularised in KL", name, gen.kl_empty_bins)
+        if gen.negative_bins or base.negative_bins:
+            log.warning("%s: %d (vs generated) and %d (baseline) bins of negative weight set to 0 in the "
+                        "histogram metrics", name, gen.negative_bins, base.negative_bins)  # fmt: skip
         rows += _rows_of(name, gen, base)
     return rows + _mean_rows(rows)
 

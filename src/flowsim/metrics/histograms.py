@@ -161,6 +161,7 @@ def compare_histograms(
     edges: np.ndarray,
     *,
     weights: np.ndarray | None = None,
+    mc_weights: np.ndarray | None = None,
 ) -> HistComparison:
     """MC and generated normalised histograms on ``edges`` and the ratio generated/MC.
 
@@ -169,12 +170,13 @@ def compare_histograms(
         generated: generated values, shape (M,).
         edges: common bin edges, shape (B + 1,).
         weights: per generated event, shape (M,), defaults to None (unit weights).
+        mc_weights: per MC event (weighted MC, Σw² errors), shape (N,), defaults to None.
     """
     mc = finite_sample(mc, "mc")
     generated = finite_sample(generated, "generated")
     w = event_weights(weights, generated.size)
     e = bin_edges(edges)
-    h_mc = normalised_hist(mc, e)
+    h_mc = normalised_hist(mc, e, event_weights(mc_weights, mc.size, "mc_weights"))
     h_gen = normalised_hist(generated, e, w)
     return HistComparison(e, h_mc, h_gen,
                           ratio_with_errors(h_gen.density, h_gen.error, h_mc.density, h_mc.error))

@@ -173,9 +173,11 @@ def weighted_auc(
     with weights w outranks a negative drawn with weights v. With V10_i, V01_j the weighted
     structural components (fraction of negative weight below X_i, of positive weight above
     Y_j; ties ½), Var = Σ_i w_i² (V10_i − AUC)² / (Σw)² + Σ_j v_j² (V01_j − AUC)² / (Σv)²,
-    which for unit weights is the DeLong variance with 1/m in place of 1/(m − 1). Weights
-    must be non-negative with a positive sum; ``n_pos``/``n_neg`` are Kish's effective sizes
-    (Σw)²/Σw².
+    which for unit weights is the DeLong variance with 1/m in place of 1/(m − 1). Each class's
+    weights need a positive sum; negative weights (NLO Monte Carlo) are allowed and enter both
+    sums with their sign, so the AUC is that of the signed-weighted distributions (which are
+    then densities only where they stay positive). ``n_pos``/``n_neg`` are Kish's effective
+    sizes (Σw)²/Σw².
     """
     pos = _check_scores(scores_pos, "scores_pos", min_size=2)
     neg = _check_scores(scores_neg, "scores_neg", min_size=2)
@@ -195,8 +197,8 @@ def _check_weights(weights: np.ndarray | None, size: int, name: str) -> np.ndarr
     w = _check_scores(weights, name)
     if w.size != size:
         raise ValueError(f"{name} has {w.size} values for {size} scores")
-    if (w < 0).any() or not w.sum() > 0:
-        raise ValueError(f"{name} must be non-negative with a positive sum")
+    if not w.sum() > 0:
+        raise ValueError(f"{name} must have a positive sum, got {w.sum():g}")
     return w
 
 

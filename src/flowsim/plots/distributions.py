@@ -256,6 +256,7 @@ def plot_feature_grid(
     mc_label: str = "MC (test_a)",
     gen_label: str = "generated",
     weights: np.ndarray | None = None,
+    mc_weights: np.ndarray | None = None,
     ratio_range: tuple[float, float] = RATIO_RANGE,
 ) -> list[HistComparison]:
     """All features in one figure, each panel as in ``plot_feature_comparison`` (for the report).
@@ -275,6 +276,7 @@ def plot_feature_grid(
         ncols: grid columns, defaults to 4.
         mc_label, gen_label: legend entries.
         weights: per generated event, shape (M,), defaults to None.
+        mc_weights: per MC event (weighted MC), shape (N,), defaults to None.
         ratio_range: y-range of the ratio panels.
 
     Returns:
@@ -287,7 +289,7 @@ def plot_feature_grid(
     if int(ncols) != ncols or ncols < 1:
         raise ValueError(f"ncols must be a positive integer, got {ncols!r}")
     comps = [compare_histograms(mc[:, j], generated[:, j], feature_edges(mc[:, j], bins),
-                                weights=weights) for j in range(len(features))]
+                                weights=weights, mc_weights=mc_weights) for j in range(len(features))]
     ncols = min(int(ncols), len(features))
     nrows = math.ceil(len(features) / ncols)
     width = GRID_CELL[0] * ncols + GRID_LEFT + GRID_RIGHT

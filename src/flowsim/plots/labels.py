@@ -1,10 +1,13 @@
-"""Axis labels of the HIGGS features, with their file units."""
+"""Axis labels of the features: the HIGGS features with their file units, and the units a
+configuration declares for its own features (``features: [{name, unit}]``, source root)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from flowsim.data.higgs import FEATURE_COLUMNS
 
-__all__ = ["FEATURE_LABELS", "feature_label"]
+__all__ = ["FEATURE_LABELS", "declare_units", "feature_label"]
 
 
 def _build_labels() -> dict[str, str]:
@@ -33,12 +36,26 @@ def _build_labels() -> dict[str, str]:
 FEATURE_LABELS: dict[str, str] = _build_labels()
 
 
-def feature_label(name: str, *, unit: bool = True) -> str:
-    """LaTeX label of a HIGGS feature; ``unit=False`` drops the " [a.u.]" suffix.
+#: Units of the job's own features, by name (:func:`declare_units`).
+_DECLARED_UNITS: dict[str, str] = {}
 
-    Momenta and masses are in file units (divided by their mean), hence "[a.u.]"; η, φ and the
-    b-tag are dimensionless. Unknown names are returned unchanged, so the plots also work for
-    other features.
+
+def declare_units(units: Mapping[str, str | None] | None) -> None:
+    """Label the features of ``units`` (name -> unit, None: dimensionless) "name [unit]" in
+    this process's plots: the configuration's own features, whose units only it knows."""
+    _DECLARED_UNITS.clear()
+    _DECLARED_UNITS.update({name: unit for name, unit in (units or {}).items() if unit})
+
+
+def feature_label(name: str, *, unit: bool = True) -> str:
+    """LaTeX label of a feature; ``unit=False`` drops the unit suffix.
+
+    HIGGS momenta and masses are in file units (divided by their mean), hence "[a.u.]"; η, φ and
+    the b-tag are dimensionless. A unit declared for the feature (:func:`declare_units`) wins;
+    other names are returned unchanged, so the plots work for any feature.
     """
+    if name in _DECLARED_UNITS:
+        bare = FEATURE_LABELS.get(name, name).removesuffix(" [a.u.]")
+        return f"{bare} [{_DECLARED_UNITS[name]}]" if unit else bare
     label = FEATURE_LABELS.get(name, name)
     return label.removesuffix(" [a.u.]") if not unit else label

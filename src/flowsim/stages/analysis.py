@@ -30,7 +30,13 @@ import numpy as np
 
 from flowsim.analysis.config import AnalysisConfig, alpha_label
 from flowsim.analysis.results import PointResult
-from flowsim.analysis.selection import SampleFiles, read_scores, read_selected_events, selected_template
+from flowsim.analysis.selection import (
+    SampleFiles,
+    read_scores,
+    read_selected_events,
+    read_selected_weights,
+    selected_template,
+)  # fmt: skip
 from flowsim.analysis.template_files import ml_prediction_templates
 from flowsim.analysis.templates import EnsembleTemplate
 from flowsim.stages import PathLike
@@ -59,7 +65,8 @@ class SelectionOutputs:
 @dataclass(frozen=True)
 class Selection:
     """The classifier scores of each sample, the features of the background events that pass
-    the cut (rows: events, columns: ``features``), and the fitted templates of each observable."""
+    the cut (rows: events, columns: ``features``), and the fitted templates of each observable;
+    ``mc_weights``: the weights of the ``mc`` rows, None for unweighted MC."""
 
     run: str
     cut: float
@@ -68,6 +75,7 @@ class Selection:
     mc: np.ndarray
     ml: np.ndarray
     templates: list[TemplatePanel]
+    mc_weights: np.ndarray | None = None
 
 
 def template_panels(
@@ -88,7 +96,7 @@ def template_panels(
         surrogate = ml.surrogate_error() if isinstance(ml, EnsembleTemplate) else None
         panels.append(TemplatePanel(
             observable, mc.edges, mc.efficiency, mc.error, pooled.efficiency, pooled.error, surrogate,
-            mc.n_total, pooled.n_total, ml.size if isinstance(ml, EnsembleTemplate) else 1,
+            mc.n_effective, pooled.n_total, ml.size if isinstance(ml, EnsembleTemplate) else 1,
         ))  # fmt: skip
     return panels
 
@@ -106,6 +114,7 @@ def read_selection(
     }
     features = list(features)
     mc = read_selected_events(mc_background, features, cut, name="MC background")
+    mc_weights = read_selected_weights(mc_background, cut, name="MC background")
     ml = read_selected_events(ml_background, features, cut, name=run)
     log.info("after score > %g: %d MC and %d %s background events", cut, len(mc), len(ml), run)
     if len(mc) < 2 or len(ml) < 2:
@@ -114,7 +123,7 @@ def read_selection(
             "lower analysis.cut or generate more events"
         )
     panels = template_panels(run=run, section=section, mc_prediction=mc_prediction, ml_templates=ml_templates)
-    return Selection(run, cut, features, scores, mc, ml, panels)
+    return Selection(run, cut, features, scores, mc, ml, panels, mc_weights)
 
 
 def write_selection_plots(selection: Selection, outputs: SelectionOutputs) -> None:
@@ -128,12 +137,17 @@ def write_selection_plots(selection: Selection, outputs: SelectionOutputs) -> No
     plot_feature_grid(
         selection.mc, selection.ml, selection.features, outputs.kinematics,
         mc_label=f"MC background, score > {cut:g}", gen_label=f"{run}, score > {cut:g}",
+        mc_weights=selection.mc_weights,
     )  # fmt: skip
     plot_templates(selection.templates, outputs.templates, run=run)
 
 
-def plot_selection(outputs: SelectionOutputs, **inputs: Any) -> Selection:
-    """Rule ``plot_selection``: :func:`read_selection` of ``inputs``, then :func:`write_selection_plots`."""
+def plot_selection(outputs: SelectionOutputs, *, units: Mapping[str, str] | None = None, **inputs: Any) -> Selection:
+    """Rule ``plot_selection``: :func:`read_selection` of ``inputs``, then :func:`write_selection_plots`
+    (axis labels with the features' ``units``, :func:`~flowsim.plots.labels.declare_units`)."""
+    from flowsim.plots.labels import declare_units
+
+    declare_units(units)
     selection = read_selection(**inputs)
     write_selection_plots(selection, outputs)
     return selection

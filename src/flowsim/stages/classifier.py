@@ -68,6 +68,31 @@ def _read_stacked(paths: Sequence[PathLike], features: list[str]) -> np.ndarray:
     return np.concatenate([io.read_matrix(p, features) for p in paths])
 
 
+def _file_weights(path: PathLike) -> np.ndarray | None:
+    """The event weights of ``path`` (None if unweighted; refused unless they sum to > 0), logged."""
+    from flowsim.weights import weight_summary
+
+    weights = io.read_weights(path)
+    if weights is not None:
+        weight_summary(weights, name=str(path))
+    return weights
+
+
+def _labelled_split(
+    signal: PathLike, background: PathLike, features: list[str], settings: ClassifierSettings, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """One split's labelled events (:func:`~flowsim.analysis.signal_classifier.labelled_sample`)
+    and their event weights, None when neither file is weighted."""
+    from flowsim.analysis.signal_classifier import labelled_sample
+
+    x, y, *weights = labelled_sample(
+        io.read_matrix(signal, features), io.read_matrix(background, features),
+        max_events=settings.max_events, seed=seed,
+        signal_weights=_file_weights(signal), background_weights=_file_weights(background),
+    )  # fmt: skip
+    return x, y, weights[0] if weights else None
+
+
 def fit_signal_classifier(
     *, signal_train: PathLike, background_train: PathLike, signal_val: PathLike, background_val: PathLike,
     signal_test: Sequence[PathLike], background_test: Sequence[PathLike], features: Sequence[str],
@@ -75,26 +100,22 @@ def fit_signal_classifier(
 ) -> TrainedClassifier:  # fmt: skip
     """Fit the scaler and train the classifier on the ML set; score the hold-out (``test_a`` +
     ``test_b`` of each class). The cut is not a training setting: changing it rescores, it
-    never retrains."""
-    from flowsim.analysis.signal_classifier import ClassifierSettings, labelled_sample, train_signal_classifier
+    never retrains. Weighted MC files (a :data:`~flowsim.io.WEIGHT` branch) train on their event
+    weights (:func:`~flowsim.analysis.signal_classifier.train_signal_classifier`)."""
+    from flowsim.analysis.signal_classifier import ClassifierSettings, train_signal_classifier
     from flowsim.classifier import predict_proba
     from flowsim.data.scaling import fit_scaler
 
     features = list(features)
     settings = ClassifierSettings.from_mapping(section)
-    x_train, y_train = labelled_sample(
-        io.read_matrix(signal_train, features), io.read_matrix(background_train, features),
-        max_events=settings.max_events, seed=settings.seed,
-    )  # fmt: skip
-    x_val, y_val = labelled_sample(
-        io.read_matrix(signal_val, features), io.read_matrix(background_val, features),
-        max_events=settings.max_events, seed=settings.seed + 1,
-    )  # fmt: skip
-    scaler = fit_scaler(x_train, features, scaling_method)
+    x_train, y_train, w_train = _labelled_split(signal_train, background_train, features, settings, settings.seed)
+    x_val, y_val, w_val = _labelled_split(signal_val, background_val, features, settings, settings.seed + 1)
+    scaler = fit_scaler(x_train, features, scaling_method, weights=w_train)
     log.info("fitted %s scaling on the %d classifier training events", scaling_method, len(x_train))
     model, result = train_signal_classifier(
-        (scaler.transform(x_train), y_train), (scaler.transform(x_val), y_val), settings
-    )
+        (scaler.transform(x_train), y_train), (scaler.transform(x_val), y_val), settings,
+        train_weights=w_train, val_weights=w_val,
+    )  # fmt: skip
     d_sig = predict_proba(model, scaler.transform(_read_stacked(signal_test, features)))
     d_bkg = predict_proba(model, scaler.transform(_read_stacked(background_test, features)))
     return TrainedClassifier(

@@ -14,7 +14,9 @@ background to the MC it must replace?
   unweighted and weighted, side by side.
 
 Every sample that enters a classifier is mapped by the one scaler fitted on the background
-training split, so MC and generated events are compared in the same space.
+training split, so MC and generated events are compared in the same space. Weighted MC (a
+``weight`` branch in test_a or test_b, :func:`flowsim.io.read_weights`) enters the distances and
+the classifier tests with its weights; generated samples are unweighted.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class Distances:
     generated: np.ndarray
     rows: list[DistanceRow]
     pairs: list[PairRow]
+    mc_weights: np.ndarray | None = None
 
 
 def compute_distances(
@@ -97,10 +100,12 @@ def compute_distances(
     pair's copula χ² with its MC baseline (:mod:`flowsim.metrics.distances`, :mod:`flowsim.metrics.copula`)."""
     features = list(features)
     mc_a, mc_b = io.read_matrix(test_a, features), io.read_matrix(test_b, features)
+    weights_a, weights_b = io.read_weights(test_a), io.read_weights(test_b)
     gen = io.read_matrix(generated, features)
     rows = distance_table(
-        mc_a, gen, mc_b, features, n_bins=n_bins, n_resamples=n_resamples, seed=seed, n_jobs=n_jobs
-    )
+        mc_a, gen, mc_b, features, n_bins=n_bins, n_resamples=n_resamples, seed=seed, n_jobs=n_jobs,
+        weights_a=weights_a, weights_b=weights_b,
+    )  # fmt: skip
     for row in rows:
         if row.feature == "mean":
             log.info("mean %s: %.4g ± %.2g (MC baseline %.4g)", row.metric, row.value, row.std, row.baseline)
@@ -109,7 +114,7 @@ def compute_distances(
         mean_gen, mean_base = mean_chi2_per_dof(pairs)
         log.info("copula chi2/dof over %d pairs: %.3f (MC baseline %.3f); worst: %s", len(pairs), mean_gen,
                  mean_base, ", ".join(f"{r.feature_1}-{r.feature_2} {r.chi2 / r.dof:.2f}" for r in pairs[:3]))
-    return Distances(features, mc_a, gen, rows, pairs)
+    return Distances(features, mc_a, gen, rows, pairs, weights_a)
 
 
 def write_distances(result: Distances, outputs: DistancesOutputs) -> None:
@@ -121,13 +126,18 @@ def write_distances(result: Distances, outputs: DistancesOutputs) -> None:
     plot_distance_summary(result.rows, outputs.summary)
     write_copula_pairs_tsv(outputs.copula_table, result.pairs)
     plot_copula_pairs(result.pairs, result.features, outputs.copula)
-    plot_feature_grid(result.mc, result.generated, result.features, outputs.linear, log=False)
-    plot_feature_grid(result.mc, result.generated, result.features, outputs.log, log=True)
+    weights = result.mc_weights
+    plot_feature_grid(result.mc, result.generated, result.features, outputs.linear, log=False, mc_weights=weights)
+    plot_feature_grid(result.mc, result.generated, result.features, outputs.log, log=True, mc_weights=weights)
     plot_corner(result.mc, result.generated, result.features, outputs.corner)
 
 
-def eval_distances(outputs: DistancesOutputs, **inputs: Any) -> Distances:
-    """Rule ``eval_distances``: :func:`compute_distances` of ``inputs``, then :func:`write_distances`."""
+def eval_distances(outputs: DistancesOutputs, *, units: Mapping[str, str] | None = None, **inputs: Any) -> Distances:
+    """Rule ``eval_distances``: :func:`compute_distances` of ``inputs``, then :func:`write_distances`
+    (axis labels with the features' ``units``, :func:`~flowsim.plots.labels.declare_units`)."""
+    from flowsim.plots.labels import declare_units
+
+    declare_units(units)
     result = compute_distances(**inputs)
     write_distances(result, outputs)
     return result
@@ -177,14 +187,16 @@ def compute_c2st(
     *, reference: PathLike, candidate: PathLike, scaler: PathLike, section: Mapping[str, Any], name: str
 ) -> TwoSampleTest:
     """The C2ST (:func:`~flowsim.metrics.c2st.classifier_two_sample_test`, settings of the config
-    section ``c2st``) of ``reference`` vs ``candidate``, both mapped by ``scaler``."""
+    section ``c2st``) of ``reference`` vs ``candidate``, both mapped by ``scaler``, each with its
+    event weights if it has any (MC test_a and test_b may; a generated sample has none)."""
     from flowsim.metrics.c2st import C2STSettings, classifier_two_sample_test
 
     scaler_obj, x_ref, x_cand = _read_pair(scaler, reference, candidate)
     settings = C2STSettings.from_mapping({k: v for k, v in section.items() if k != "seed"})
     result = classifier_two_sample_test(
         scaler_obj.transform(x_ref), scaler_obj.transform(x_cand), settings=settings,
-        seed=section.get("seed", 0), name=name,
+        seed=section.get("seed", 0), name=name, reference_weights=io.read_weights(reference),
+        candidate_weights=io.read_weights(candidate),
     )  # fmt: skip
     return TwoSampleTest(scaler_obj, x_ref, result)
 
@@ -261,10 +273,14 @@ def write_c2st(
 def c2st(
     outputs: C2STOutputs, *, run: str, test_a: PathLike, generated: PathLike, scaler: PathLike,
     null_table: PathLike, null_scores: PathLike, section: Mapping[str, Any], threads: int = 1,
+    units: Mapping[str, str] | None = None,
 ) -> TwoSampleTest:  # fmt: skip
-    """Rule ``c2st``: C2ST of MC test_a (label 0) vs the run's generated events (label 1)."""
+    """Rule ``c2st``: C2ST of MC test_a (label 0) vs the run's generated events (label 1); the
+    plots label the features with their ``units``."""
+    from flowsim.plots.labels import declare_units
     from flowsim.training import configure_torch
 
+    declare_units(units)
     configure_torch(threads)
     test = compute_c2st(reference=test_a, candidate=generated, scaler=scaler, section=section, name=f"c2st {run}")
     write_c2st(test, outputs, run=run, null_table=null_table, null_scores=null_scores)
@@ -332,19 +348,21 @@ def compare_weighted(
 ) -> WeightedComparison:
     """The tree C2ST AUC and its error (:func:`~flowsim.metrics.c2st.tree_two_sample_test`), the
     largest and the mean per-feature KS distance, and the number of events (effective number
-    (Σw)²/Σw² when weighted), of the sample unweighted and weighted."""
+    (Σw)²/Σw² when weighted), of the sample unweighted and weighted; MC test_a with its event
+    weights if it has any."""
     from flowsim.metrics.c2st import tree_two_sample_test
     from flowsim.reweighting import WEIGHT_BRANCH, effective_size
 
     features = list(features)
     mc, gen = io.read_matrix(test_a, features), io.read_matrix(generated, features)
+    mc_weights = io.read_weights(test_a)
     w = io.read_matrix(weights, [WEIGHT_BRANCH])[:, 0].astype(np.float64)
     if len(w) != len(gen):
         raise ValueError(f"{weights} has {len(w)} weights but {generated} has {len(gen)} events")
     figures = {}
     for label, weight in (("unweighted", None), ("weighted", w)):
-        tree = tree_two_sample_test(mc, gen, candidate_weights=weight, seed=seed)
-        ks = [ks_distance(mc[:, j], gen[:, j], weight) for j in range(len(features))]
+        tree = tree_two_sample_test(mc, gen, candidate_weights=weight, reference_weights=mc_weights, seed=seed)
+        ks = [ks_distance(mc[:, j], gen[:, j], weight, weights_x=mc_weights) for j in range(len(features))]
         figures[label] = {
             "tree_c2st_auc": tree.auc, "tree_c2st_auc_err": tree.std, "max_ks": max(ks),
             "mean_ks": float(np.mean(ks)),

@@ -30,6 +30,7 @@ from flowsim.runs import RunSpec, bootstrap_multiplicities, n_generated_events
 from flowsim.sampling import GeneratedChunks, SamplingReport, generate_to_root
 from flowsim.stages import PathLike
 from flowsim.training import TrainResult, configure_torch, evaluate, resolve_device, train, write_history
+from flowsim.weights import WeightError, check_weights, normalised, weight_summary
 
 if TYPE_CHECKING:
     from flowsim.analysis.filling import FilledTemplates
@@ -94,8 +95,17 @@ class TrainedFlow:
 
 
 def negative_log_likelihood(flow: torch.nn.Module, batch) -> torch.Tensor:
-    """Mean NLL per event (nats, in the scaled space): the flows' training loss."""
-    return -flow(batch[0]).mean()
+    """Mean NLL per event (nats, in the scaled space): the flows' training loss.
+
+    A weighted batch ``(x, w̃)`` gives ``mean(w̃ᵢ · (−log p(xᵢ)))`` with ``w̃ = w / mean(w)`` over
+    the whole split (:func:`flowsim.weights.normalised`): summed over the split's batches that is
+    the weighted likelihood's ``−Σ wᵢ log p(xᵢ) / Σ wᵢ``, which
+    :func:`~flowsim.training.evaluate`'s batch-size-weighted mean gives exactly.
+    """
+    log_p = flow(batch[0])
+    if len(batch) > 1:
+        log_p = batch[1] * log_p
+    return -log_p.mean()
 
 
 def _scaled_tensor(path: PathLike, scaler: Scaler, device: torch.device) -> torch.Tensor:
@@ -103,8 +113,11 @@ def _scaled_tensor(path: PathLike, scaler: Scaler, device: torch.device) -> torc
     return torch.from_numpy(x).to(device)
 
 
-def _training_subset(x_train: torch.Tensor, spec: RunSpec) -> torch.Tensor:
-    """The run's ``train_events`` of the training split, drawn with its training seed.
+def _training_subset(
+    x_train: torch.Tensor, spec: RunSpec, weights: np.ndarray | None = None
+) -> tuple[torch.Tensor, np.ndarray | None]:
+    """The run's ``train_events`` of the training split, drawn with its training seed, and
+    their event weights (None for an unweighted split).
 
     Subsets are nested (see :func:`~flowsim.data.splits.nested_subset`): for one seed, the
     events of a smaller training set are part of every larger one, so a training-size study
@@ -118,22 +131,47 @@ def _training_subset(x_train: torch.Tensor, spec: RunSpec) -> torch.Tensor:
         )
     keep = nested_subset(n, spec.train_events, seed=spec.training.seed)
     log.info("run %s: training on %d of the %d training events", spec.name, len(keep), n)
-    return x_train[torch.from_numpy(keep).to(x_train.device)]
+    return x_train[torch.from_numpy(keep).to(x_train.device)], None if weights is None else weights[keep]
 
 
-def _bootstrap_replica(x_train: torch.Tensor, spec: RunSpec) -> torch.Tensor:
+def _bootstrap_replica(
+    x_train: torch.Tensor, spec: RunSpec, weights: np.ndarray | None = None
+) -> tuple[torch.Tensor, np.ndarray | None]:
     """The training events repeated by their Poisson(1) multiplicities
-    (:func:`~flowsim.runs.bootstrap_multiplicities`, seeded with the run's training seed).
+    (:func:`~flowsim.runs.bootstrap_multiplicities`, seeded with the run's training seed), with
+    their event weights repeated alike (None for an unweighted split).
 
-    Repeating rows is the bootstrap exactly: an event drawn k times weighs k in every epoch's
-    loss, as Poisson(1) weights would, and the training loop needs no weights."""
+    Repeating rows is the bootstrap exactly: an event drawn k times weighs k (k·w if weighted)
+    in every epoch's loss, as Poisson(1) weights would, and the training loop needs no more."""
     counts = bootstrap_multiplicities(len(x_train), spec.training.seed)
-    index = torch.from_numpy(np.repeat(np.arange(len(x_train)), counts)).to(x_train.device)
+    repeated = np.repeat(np.arange(len(x_train)), counts)
+    index = torch.from_numpy(repeated).to(x_train.device)
     log.info(
         "run %s: bootstrap replica of %d events (%d distinct of %d, largest multiplicity %d)",
         spec.name, len(index), int(np.count_nonzero(counts)), len(x_train), int(counts.max(initial=0)),
     )  # fmt: skip
-    return x_train[index]
+    return x_train[index], None if weights is None else weights[repeated]
+
+
+def _split_weights(train_events: PathLike, val_events: PathLike) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The event weights of the training and validation splits (:func:`flowsim.io.read_weights`,
+    which refuses a file whose weights do not sum to a positive number), both None if unweighted."""
+    w_train, w_val = io.read_weights(train_events), io.read_weights(val_events)
+    if (w_train is None) != (w_val is None):
+        weighted, plain = (train_events, val_events) if w_val is None else (val_events, train_events)
+        raise WeightError(
+            f"{weighted} has event weights but {plain} has none: the splits of one sample are "
+            "weighted alike; remake the splits"
+        )
+    if w_val is not None:
+        weight_summary(w_val, name=str(val_events))
+    return w_train, w_val
+
+
+def _weight_tensor(weights: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    """``weights / mean(weights)`` (the batches' plain means are then weighted means over the
+    split, see :func:`negative_log_likelihood`) in the dtype and on the device of ``like``."""
+    return torch.from_numpy(normalised(weights)).to(device=like.device, dtype=like.dtype)
 
 
 def train_flow_model(
@@ -145,6 +183,11 @@ def train_flow_model(
     that sign-flip symmetry (:mod:`flowsim.flows.symmetry`): training events are flipped at
     random, early stopping watches the validation split and its mirror image, and the model is
     the symmetric mixture.
+
+    Weighted splits (a :data:`~flowsim.io.WEIGHT` branch) train on the weighted likelihood,
+    ``−Σ wᵢ log p(xᵢ) / Σ wᵢ`` (:func:`negative_log_likelihood`), and validate on it; the
+    weights follow the events into the training subset, the bootstrap replica and the mirror
+    images. Their sum must be positive (:class:`~flowsim.weights.WeightError` naming the file).
 
     A Bayesian flow (``params.bayesian``, :mod:`flowsim.flows.bayesian`) trains on the negative
     ELBO per event, mean NLL + KL / N with N the number of training events
@@ -171,10 +214,15 @@ def train_flow_model(
     scaler_obj = load_scaler(scaler)
     features = list(scaler_obj.features)
     x_train = _scaled_tensor(train_events, scaler_obj, device)
+    w_train, w_val = _split_weights(train_events, val_events)
     if spec.train_events is not None:
-        x_train = _training_subset(x_train, spec)
+        x_train, w_train = _training_subset(x_train, spec, w_train)
     if spec.bootstrap:
-        x_train = _bootstrap_replica(x_train, spec)
+        x_train, w_train = _bootstrap_replica(x_train, spec, w_train)
+    if w_train is not None:
+        # the file's sum is positive, a subset's need not be
+        used = f"{train_events} (the {len(w_train)} events run {spec.name} trains on)"
+        weight_summary(check_weights(w_train, len(x_train), name=used), name=used)
     x_val = _scaled_tensor(val_events, scaler_obj, device)
     flipped = list(scaler_obj.odd_features)
     signs = signs_of(features, flipped).to(device)
@@ -188,11 +236,18 @@ def train_flow_model(
     if flipped:
         log.info("run %s: symmetric under the sign flip of %s", spec.name, ", ".join(flipped))
     loss_fn = elbo_loss(len(x_train)) if is_bayesian(flow) else negative_log_likelihood
+    train_data, val_data = (x_train,), (x_val,)
+    if w_train is not None:
+        train_data = (x_train, _weight_tensor(w_train, x_train))
+        val_data = (x_val, _weight_tensor(w_val, x_val))
+    stop_data = val_data
+    if flipped:  # early stopping on the split and its mirror image, each image with its event's weight
+        stop_data = (with_mirror_images(x_val, signs), *[torch.cat([w, w]) for w in val_data[1:]])
     result = train(
         flow,
         loss_fn,
-        (x_train,),
-        (with_mirror_images(x_val, signs) if flipped else x_val,),
+        train_data,
+        stop_data,
         spec.training,
         name=spec.name,
         checkpoint=checkpoint,
@@ -207,7 +262,7 @@ def train_flow_model(
     val_nll = result.best_val_loss
     if flipped:
         mixture = SignFlipMixture(flow, signs)
-        val_nll = evaluate(mixture, negative_log_likelihood, (x_val,), spec.training.eval_batch_size)
+        val_nll = evaluate(mixture, negative_log_likelihood, val_data, spec.training.eval_batch_size)
         log.info(
             "run %s: validation NLL %.5f of the symmetric mixture (%.5f of the flow alone, "
             "on the split and its mirror image)", spec.name, val_nll, result.best_val_loss,

@@ -41,6 +41,7 @@ __all__ = [
     "amplification",
     "amplification_rows",
     "coverage",
+    "refuse_weighted_mc",
     "spurious_signal",
 ]
 
@@ -96,6 +97,18 @@ def _truth_templates(
             counts.fill(x[:, j])
             out[MARGINAL + feature] = counts.template(len(x))
     return out
+
+
+def refuse_weighted_mc(*samples: SampleFiles) -> None:
+    """The worth stage's estimators count events (multinomial cells, Poisson pseudo-data):
+    refuse MC with per-event weights, naming the file, rather than count weighted events as 1."""
+    for files in samples:
+        for events, _ in files:
+            if io.read_weights(events) is not None:
+                raise ValueError(
+                    f"{events}: weighted MC (a '{io.WEIGHT}' branch); the worth stage counts events and "
+                    "takes unweighted MC only, so the workflow leaves it out for weighted MC"
+                )
 
 
 def amplification_rows(
@@ -157,6 +170,7 @@ def amplification(
     """
     from flowsim.analysis.template_files import read_templates
 
+    refuse_weighted_mc(truth, mc_reference)
     config = AnalysisConfig.from_mapping(section)
     members, edges = [], None
     for path in ml_templates:
@@ -229,6 +243,7 @@ def spurious_signal(
     from flowsim.analysis.template_files import ml_prediction_templates
     from flowsim.plots.worth import plot_spurious_signal
 
+    refuse_weighted_mc(signal, truth, mc_prediction)
     config = AnalysisConfig.from_mapping(section)
     lumis = lumi_grid(*config.lumi_fb)
     ml_all = ml_prediction_templates(ml_templates, {o: config.edges(o) for o in config.observables}, run=run)

@@ -20,6 +20,7 @@ TINY: dict[str, Any] = {
     "mixtures": 3,
     "bins": 5,
     "tail_bound": 3.0,
+    "steps": 32,  # cfm's RK4 steps
 }
 
 

@@ -28,6 +28,9 @@ CASES = [
 ]
 MODELS = FAMILIES
 TAIL = 3.0  # the tail bound of the tiny spline flows (conftest.TINY)
+#: cfm's log-det is its divergence integrated by RK4, the Jacobian that of its RK4 map: both are
+#: O(h⁴) from the exact flow's, 3e-7 apart at 32 steps (1e-8 at 64)
+LOG_DET_TOLERANCE = {"cfm": {"atol": 1e-6, "rtol": 0.0}}
 
 
 def mixture_log_prob(head: MADEMOG, z: torch.Tensor) -> torch.Tensor:
@@ -81,9 +84,9 @@ def test_log_prob_matches_autograd_jacobian(model, variant, make_flow, device):
         J = jacobian(lambda v: transform(v.unsqueeze(0))[0].squeeze(0), x[i])
         sign, logabsdet = torch.linalg.slogdet(J)
         assert sign != 0
-        torch.testing.assert_close(ladj[i], logabsdet)
+        torch.testing.assert_close(ladj[i], logabsdet, **LOG_DET_TOLERANCE.get(model, {}))
         expected = base_log_prob(u[i : i + 1])[0] + logabsdet
-        torch.testing.assert_close(log_p[i], expected)
+        torch.testing.assert_close(log_p[i], expected, **LOG_DET_TOLERANCE.get(model, {}))
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -181,7 +184,9 @@ def test_state_dict_round_trip(model, variant, make_flow, device, tmp_path):
 def test_gradients_reach_every_parameter(model, make_flow, device):
     flow = make_flow(model, 3, batch_norm=True).train()
     assert type(flow).__name__ in repr(flow) and "n_features=3" in repr(flow)
-    flow.log_prob(torch.randn(16, 3, device=device)).mean().backward()
+    x = torch.randn(16, 3, device=device)
+    # the training loss: a family's own (cfm: flow matching), else the NLL
+    (flow.training_loss((x,)) if hasattr(flow, "training_loss") else -flow.log_prob(x).mean()).backward()
     for name, p in flow.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
         assert p.grad.abs().sum() > 0, name

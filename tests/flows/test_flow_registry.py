@@ -12,7 +12,7 @@ from flowsim.flows import FLOWS, build_flow, hyperparameters
 from flowsim.flows.registry import PEERS
 from flowsim.flows.transforms import StackedFlow
 
-EXPECTED = {"glow", "maf", "mademog", "mafmademog", "rqs", "nsf_coupling", "zuko_maf", "zuko_nsf", "zuko_nsf_coupling"}
+EXPECTED = {"glow", "maf", "mademog", "mafmademog", "rqs", "nsf_coupling", "cfm", "zuko_maf", "zuko_nsf", "zuko_nsf_coupling"}
 BAD_VALUES = {
     "blocks": 0,
     "hidden": -4,
@@ -27,6 +27,12 @@ BAD_VALUES = {
     "batch_norm": "yes",
     "scale_bound": 0.0,
     "min_scale": -1.0,
+    "time_features": -1,
+    "sigma_min": 1.0,
+    "solver": "euler",
+    "steps": 0,
+    "rtol": 0.0,
+    "divergence": "trace",
 }
 
 

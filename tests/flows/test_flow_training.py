@@ -19,6 +19,9 @@ TRAIN = {
     "blocks": 4, "hidden": 32, "residual_blocks": 1, "mixtures": 6, "bins": 8, "tail_bound": 4.0
 }  # fmt: skip
 STEPS = 500
+#: cfm regresses a velocity field over all times at once: in 500 steps a 32-wide net fits the
+#: mixture 0.17 nats short of it, a 64-wide one with two blocks 0.03 nats
+OVERRIDES = {"cfm": {"hidden": 64, "residual_blocks": 2}}
 
 
 def target_sample(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -55,14 +58,15 @@ def data() -> torch.Tensor:
 
 @pytest.mark.parametrize("model", list(FLOWS))
 def test_trained_samples_match_target(model, make_flow, data, device):
-    flow = make_flow(model, 2, perturb=False, **TRAIN).train()
+    flow = make_flow(model, 2, perturb=False, **{**TRAIN, **OVERRIDES.get(model, {})}).train()
     data = data.to(device)
     optimizer = torch.optim.Adam(flow.parameters(), lr=5e-3, foreach=True)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, STEPS)
     batches = torch.Generator().manual_seed(1)
     for _ in range(STEPS):
         batch = data[torch.randint(0, len(data), (256,), generator=batches)]
-        loss = -flow.log_prob(batch).mean()
+        # a family with a loss of its own (cfm: flow matching) trains on it, the others on the NLL
+        loss = flow.training_loss((batch,)) if hasattr(flow, "training_loss") else -flow.log_prob(batch).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

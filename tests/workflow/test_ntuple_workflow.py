@@ -15,6 +15,7 @@ from flowsim.data.scaling import load_scaler
 from flowsim.data.toy import write_toy_csv
 from flowsim.stages.worth import refuse_weighted_mc
 from tests.workflow.runner import ROOT, TINY_CONFIG, snakemake
+from tests.workflow.test_reruns import _jobs
 
 FEATURES = [
     "lepton_pt",
@@ -29,6 +30,11 @@ FEATURES = [
     "m_wwbb",
 ]
 PRESELECTION = "ak.num(Jet_pt) >= 2"
+TARGETS = [
+    "results/analysis/tiny_maf/lumi_scan_score_alpha0.05.tsv",
+    "results/eval/tiny_maf/distances.tsv",
+    "results/eval/tiny_maf/c2st.tsv",
+]
 
 
 @pytest.fixture(scope="session")
@@ -54,9 +60,10 @@ def ntuple_run(tmp_path_factory):
     config["symmetry"] = {"flip_signs": ["lepton_eta"]}
     config["flows"] = {"tiny_maf": {"model": "maf", "params": {"blocks": 2, "hidden": 16, "residual_blocks": 1}}}
     config["analysis"]["alphas"] = [0.05]
-    config["analysis"]["observables"] = {"score": None, "m_bb": [0.0, 3.0]}
+    config["analysis"]["observables"] = {"score": None}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    snakemake(workdir, "--configfile", str(workdir / "config.yaml"))
+    # the stages that weigh MC: training, evaluation, and the fit of MC templates
+    snakemake(workdir, *TARGETS, "--configfile", str(workdir / "config.yaml"))
     return workdir
 
 
@@ -93,17 +100,15 @@ def test_the_scaler_is_fitted_on_the_weighted_training_split(ntuple_run):
     assert abs(z[order][np.searchsorted(cdf, 0.5)]) < 0.05
 
 
-def test_the_analysis_and_summary_run_without_the_worth_stage(ntuple_run):
-    assert (ntuple_run / "results/analysis/tiny_maf/lumi_scan_score_alpha0.05.tsv").exists()
-    assert (ntuple_run / "results/summary/runs.tsv").exists()
-    assert not (ntuple_run / "results/worth").exists()
+def test_the_workflow_plans_no_worth_stage_and_refuses_it_when_asked(ntuple_run):
+    assert all((ntuple_run / target).exists() for target in TARGETS)
+    planned = snakemake(ntuple_run, "--configfile", str(ntuple_run / "config.yaml"), "-n")
+    jobs = _jobs(planned.stdout + planned.stderr)
+    assert jobs["summary"] == 1 and jobs["plot_selection"] == 1
+    assert not {"amplification", "spurious_signal", "make_truth"} & set(jobs)
+    assert not {"train_flow", "sample_flow", "split_ntuples", "fit_scaler"} & set(jobs)  # nothing reruns
     # asked for explicitly, the worth stage refuses weighted MC, naming the file
     scores = ntuple_run / "results/analysis/scores/mc/bkg_test_a.root"
     with pytest.raises(ValueError, match=r"bkg_test_a.root: weighted MC \(a 'weight' branch\); the worth stage"):
         refuse_weighted_mc([(ntuple_run / "results/data/sig_test_a.root", scores)],
                            [(ntuple_run / "results/data/bkg_test_a.root", scores)])  # fmt: skip
-
-
-def test_same_config_reruns_nothing(ntuple_run):
-    result = snakemake(ntuple_run, "--configfile", str(ntuple_run / "config.yaml"), "-n")
-    assert "Nothing to be done" in result.stdout + result.stderr

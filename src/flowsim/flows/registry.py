@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from .base import DensityModel, check_known
 from .bayesian import bayesian_settings, bayesianize
+from .cfm import CFM
 from .glow import Glow
 from .mademog import MADEMOG, MAFMADEMOG
 from .maf import MAF
@@ -25,6 +26,7 @@ FLOWS: dict[str, type[DensityModel]] = {
     "mafmademog": MAFMADEMOG,
     "rqs": RQS,
     "nsf_coupling": NSFCoupling,
+    "cfm": CFM,
     # zuko's flows, the fidelity protocol's peers: they build only where zuko is installed
     "zuko_maf": ZukoMAF,
     "zuko_nsf": ZukoNSF,
@@ -95,6 +97,8 @@ def build_flow(model: str, n_features: int, **hyper: Any) -> nn.Module:
     cls = _flow_class(model)
     check_known(f"flow {model!r}", hyper, accepted_params(model))
     bayesian = hyper.pop("bayesian", None)
+    if bayesian is not None and hasattr(cls, "training_loss"):
+        raise ValueError(f"bayesian: {model} trains on its own loss, not the likelihood an ELBO needs")
     settings = bayesian_settings(bayesian) if bayesian is not None else None  # refused before any build
     flow = cls(n_features, **hyper)
     return flow if settings is None else bayesianize(flow, **settings)

@@ -108,6 +108,12 @@ def negative_log_likelihood(flow: torch.nn.Module, batch) -> torch.Tensor:
     return -log_p.mean()
 
 
+def _own_training_loss(flow: torch.nn.Module, batch) -> torch.Tensor:
+    """The loss of a family that does not train on the likelihood (``cfm``: flow matching),
+    on batches ``(x,)`` or ``(x, w̃)`` as :func:`negative_log_likelihood`'s."""
+    return flow.training_loss(batch)
+
+
 def _scaled_tensor(path: PathLike, scaler: Scaler, device: torch.device) -> torch.Tensor:
     x = scaler.transform(io.read_matrix(path, list(scaler.features)))
     return torch.from_numpy(x).to(device)
@@ -235,7 +241,11 @@ def train_flow_model(
     log.info("run %s: %d parameters", spec.name, sum(p.numel() for p in flow.parameters()))
     if flipped:
         log.info("run %s: symmetric under the sign flip of %s", spec.name, ", ".join(flipped))
+    # a flow-matching run trains (and stops early) on its own loss; its NLL is computed after
+    own_loss = getattr(flow, "training_loss", None)
     loss_fn = elbo_loss(len(x_train)) if is_bayesian(flow) else negative_log_likelihood
+    if own_loss is not None:
+        loss_fn = _own_training_loss
     train_data, val_data = (x_train,), (x_val,)
     if w_train is not None:
         train_data = (x_train, _weight_tensor(w_train, x_train))
@@ -264,9 +274,13 @@ def train_flow_model(
         mixture = SignFlipMixture(flow, signs)
         val_nll = evaluate(mixture, negative_log_likelihood, val_data, spec.training.eval_batch_size)
         log.info(
-            "run %s: validation NLL %.5f of the symmetric mixture (%.5f of the flow alone, "
+            "run %s: validation NLL %.5f of the symmetric mixture (%.5f %s of the flow alone, "
             "on the split and its mirror image)", spec.name, val_nll, result.best_val_loss,
+            "flow-matching loss" if own_loss is not None else "NLL",
         )  # fmt: skip
+    elif own_loss is not None:
+        val_nll = evaluate(flow, negative_log_likelihood, val_data, spec.training.eval_batch_size)
+        log.info("run %s: validation NLL %.5f (by the divergence along the ODE)", spec.name, val_nll)
     return TrainedFlow(spec, flow, features, flipped, result, val_nll, len(x_train))
 
 
@@ -292,7 +306,9 @@ def write_trained_flow(trained: TrainedFlow, outputs: TrainFlowOutputs) -> None:
         sign_flip=trained.sign_flip,
     )
     write_history(outputs.history, result.history)
-    plot_history(result.history, outputs.loss, title=f"{spec.name} ({spec.model})", ylabel="NLL per event [nats]")
+    own_loss = hasattr(trained.flow, "training_loss")
+    ylabel = "flow-matching loss per feature" if own_loss else "NLL per event [nats]"
+    plot_history(result.history, outputs.loss, title=f"{spec.name} ({spec.model})", ylabel=ylabel)
 
 
 def train_flow(

@@ -19,7 +19,7 @@ from tests.benchmark_scripts import load_benchmark
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_overlay_runs_every_default_run_and_the_peers_three_times(tmp_path):
+def test_the_overlay_runs_every_default_run_the_peers_and_cfm_three_times(tmp_path):
     pytest.importorskip("zuko")
     base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     overlay = yaml.safe_load((ROOT / "config" / "fidelity.yaml").read_text())
@@ -30,7 +30,7 @@ def test_the_overlay_runs_every_default_run_and_the_peers_three_times(tmp_path):
     check_config(config)
     study = parse_settings(config).studies["fidelity"]
     bases = {point.base for point in study.points}
-    assert bases == set(base["flows"]) | set(PEERS)
+    assert bases == set(base["flows"]) | set(PEERS) | {"cfm"}
     assert {point.seed for point in study.points} == {1, 2, 3} and len(study.points) == 3 * len(bases)
 
 

@@ -10,9 +10,11 @@ On a CUDA device (TF32 matmuls on, as the workflow's GPU jobs run) also the achi
 of the card's dense TF32 tensor-core peak (training, from the parameter count: ~6 FLOP per
 parameter per event for forward + backward, an estimate), and for the paper-size glow,
 mafmademog and rqs the speed-up of sampling over the paper's Table 2 (RTX 3070). A batch that
-does not fit in the GPU's memory is reported as such and larger ones are skipped.
+does not fit in the GPU's memory is reported as such and larger ones are skipped. The log-density
+cost (µs/event) stands beside the sampling cost: for ``cfm`` it is an ODE solve with the exact
+divergence, 1 + D network passes per step, against one pass for an autoregressive flow.
 
-    python benchmarks/flows.py [--device cpu|cuda] [--sizes default paper] [--quick]
+    python benchmarks/flows.py [--device cpu|cuda] [--sizes default paper fidelity] [--quick]
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ TF32_PEAK_TFLOPS = {"H100": 494.7, "H200": 494.7, "A100": 156.0}
 PAPER_TABLE2_US = {"glow": 1.33, "mafmademog": 11.1, "rqs": 103.6}
 # sample a smaller batch from very large models (the paper's 255M-parameter MADEMOG)
 LARGE_MODEL_PARAMS = 5e7
+#: the runs measured for each ``--sizes`` value: the default, the paper's, and the fidelity
+#: protocol's extra runs (zuko's flows and the flow-matching cfm)
+CONFIG_OF_SIZE = {"default": "config.yaml", "paper": "paper.yaml", "fidelity": "fidelity.yaml"}
 
 
 def flows_of(config_file: str) -> dict[str, tuple[str, dict]]:
@@ -91,18 +96,21 @@ def train_throughput(model, batch: int, device: torch.device, seconds: float) ->
 
 def _train_throughput(model, batch: int, device: torch.device, seconds: float) -> float:
     log_prob = log_prob_fn(model)
+    # the loss the family trains on: its own (cfm: flow matching), else the NLL
+    own = getattr(model, "training_loss", None)
+    loss_of = (lambda x: own((x,))) if own is not None else (lambda x: -log_prob(x).mean())  # noqa: E731
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randn(batch, D, device=device)
     model.train()
     for _ in range(3):  # warm-up
-        loss = -log_prob(x).mean()
+        loss = loss_of(x)
         opt.zero_grad()
         loss.backward()
         opt.step()
     _sync(device)
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        loss = -log_prob(x).mean()
+        loss = loss_of(x)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -126,6 +134,23 @@ def sampling_us(model, n: int, device: torch.device, repeat: int) -> float:
     return 1e6 * best / n
 
 
+@torch.no_grad()
+def density_us(model, n: int, device: torch.device, repeat: int) -> float:
+    """µs/event of the log-density of ``n`` events (cfm: an ODE solve with the divergence)."""
+    log_prob = log_prob_fn(model)
+    model.eval()
+    x = torch.randn(n, D, device=device)
+    log_prob(x[:100])
+    best = float("inf")
+    for _ in range(repeat):
+        _sync(device)
+        t = time.perf_counter()
+        log_prob(x)
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 1e6 * best / n
+
+
 def peak_fraction(events_per_s: float, n_params: int, device: torch.device) -> str:
     if device.type != "cuda":
         return ""
@@ -139,7 +164,7 @@ def peak_fraction(events_per_s: float, n_params: int, device: torch.device) -> s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--sizes", nargs="+", default=["default", "paper"])
+    parser.add_argument("--sizes", nargs="+", default=["default", "paper"], choices=list(CONFIG_OF_SIZE))
     parser.add_argument("--quick", action="store_true", help="shorter timings")
     parser.add_argument("--max-params", type=float, default=3e7,
                         help="skip larger models on the CPU (the paper's 255M MADEMOG)")  # fmt: skip
@@ -154,11 +179,12 @@ def main() -> None:
     print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}\n")  # fmt: skip
     header = (f"{'size':<8} {'model':<27} {'params':>9} {'train ev/s @1024':>17} "
-              f"{'best ev/s (batch)':>22} {'sample µs/ev':>13} {'TF32 peak':>9} {'vs paper T2':>11}")  # fmt: skip
+              f"{'best ev/s (batch)':>22} {'sample µs/ev':>13} {'density µs/ev':>14} {'TF32 peak':>9} "
+              f"{'vs paper T2':>11}")  # fmt: skip
     print(header)
     print("-" * len(header))
     for size in args.sizes:
-        runs = flows_of("config.yaml" if size == "default" else "paper.yaml")
+        runs = flows_of(CONFIG_OF_SIZE[size])
         models = {}
         for name, (model, params) in runs.items():
             models[name] = lambda m=model, p=params: build_flow(m, D, **p)
@@ -183,10 +209,12 @@ def main() -> None:
                     best, best_batch = rate, batch
             n_sample = n_sample_default if n_params < LARGE_MODEL_PARAMS else n_sample_default // 10
             us = sampling_us(model, n_sample, device, repeat=2 if args.quick else 3)
+            density = density_us(model, max(n_sample // 10, 1000), device, repeat=2 if args.quick else 3)
             paper = PAPER_TABLE2_US.get(name) if size == "paper" and device.type == "cuda" else None
             versus = f"{paper / us:.1f}× faster" if paper else ""
             print(f"{size:<8} {name:<27} {n_params:9.2e} {at_1024:17,.0f} "
-                  f"{best:14,.0f} ({best_batch:>5}) {us:13.3f} {peak_fraction(best, n_params, device):>9} {versus:>11}",
+                  f"{best:14,.0f} ({best_batch:>5}) {us:13.3f} {density:14.3f} "
+                  f"{peak_fraction(best, n_params, device):>9} {versus:>11}",
                   flush=True)  # fmt: skip
             del model
             if device.type == "cuda":

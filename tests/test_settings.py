@@ -245,3 +245,35 @@ def test_worth_settings_that_cannot_work_are_refused_by_key(change, key, problem
         config[section] = {**config[section], **value}
     with pytest.raises(ConfigError, match=re.escape(f"'{key}'") + ".*" + re.escape(problem)):
         parse_settings(config)
+
+
+def test_feedback_defaults_of_the_schema_and_the_typed_settings_agree():
+    from flowsim.discflow import FeedbackSettings
+
+    feedback = SCHEMA["properties"]["flows"]["additionalProperties"]["properties"]["feedback"]
+    assert FeedbackSettings(**_schema_defaults(feedback)) == FeedbackSettings()
+    assert set(feedback["properties"]) == set(FeedbackSettings.__dataclass_fields__)
+
+
+def test_a_runs_feedback_is_typed_carried_by_its_params_and_its_members_and_named_in_errors():
+    from flowsim.discflow import FeedbackSettings
+
+    config = _with_ensemble({"members": 2})
+    config["flows"]["small"]["feedback"] = {"rounds": 2}
+    validate(config, str(SCHEMA_PATH))  # fills the other settings' defaults
+    settings = parse_settings(config)
+    expected = FeedbackSettings(rounds=2)
+    assert settings.run("small").feedback == expected == settings.run("small.member1").feedback
+    for name in ("small", "small.member2"):
+        spec = settings.run(name)
+        assert RunSpec.from_training_params(name, spec.training_params()).feedback == expected
+    # the runs without it: no feedback, and their params as they were
+    assert settings.run("other").feedback is None and "feedback" not in settings.run("other").training_params()
+    config["flows"]["other"]["feedback"] = None
+    assert parse_settings(config).run("other").feedback is None
+    with pytest.raises(Exception, match="maximum"):
+        validate({**config, "flows": {"x": {"model": "maf", "feedback": {"alpha": 1.5}}}}, str(SCHEMA_PATH))
+    for bad, key in (({"alpha": 0.0}, "alpha"), ({"rounds": 0}, "rounds"), ({"clasifier": "mlp"}, "clasifier")):
+        config["flows"]["other"]["feedback"] = bad  # past the schema, as a study or a script may
+        with pytest.raises(ConfigError, match=rf"'flows\.other\.feedback\.{key}'"):
+            parse_settings(config)

@@ -3,7 +3,8 @@
 A run's training settings are the :class:`~flowsim.training.TrainConfig` defaults, updated by
 the shared ``training`` section, updated by the run's own ``training`` section; its number of
 generated events is the run's ``n_generated`` or the shared ``sampling.n_generated``; its
-``train_events`` (default: all) caps the background training split, for training-size studies.
+``train_events`` (default: all) caps the background training split, for training-size studies;
+its ``feedback`` (default: none) asks for DiscFlow rounds after the training (:mod:`flowsim.discflow`).
 
 A run may declare an ``ensemble``: :func:`ensemble_members` expands it into K member runs
 ``{run}.member1`` ... ``{run}.memberK``, ordinary runs that differ from it by their training
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from flowsim.discflow import FeedbackSettings, parse_feedback
 from flowsim.errors import ConfigError
 from flowsim.training import TrainConfig
 
@@ -49,11 +51,12 @@ class RunSpec:
     n_generated: int | str
     train_events: int | None = None
     bootstrap: bool = False
+    feedback: FeedbackSettings | None = None
 
     def training_params(self) -> dict[str, Any]:
         """What training the run depends on, as plain values (Snakemake params compare plain
-        values only; its number of generated events is not among them). ``bootstrap`` appears
-        only when set, so the params of every other run stay what they were."""
+        values only; its number of generated events is not among them). ``bootstrap`` and
+        ``feedback`` appear only when set, so the params of every other run stay what they were."""
         values = {
             "model": self.model,
             "params": dict(self.params),
@@ -62,6 +65,8 @@ class RunSpec:
         }
         if self.bootstrap:
             values["bootstrap"] = True
+        if self.feedback is not None:
+            values["feedback"] = asdict(self.feedback)
         return values
 
     @classmethod
@@ -75,6 +80,7 @@ class RunSpec:
             "1x",
             values["train_events"],
             bool(values.get("bootstrap", False)),
+            parse_feedback(values.get("feedback"), key=f"flows.{name}.feedback"),
         )
 
 
@@ -113,9 +119,11 @@ def run_spec(config: Mapping[str, Any], run: str) -> RunSpec:
         raise ConfigError(
             f"flows.{run}.train_events", f"expected a positive integer or null, got {train_events!r}"
         )
+    feedback = parse_feedback(entry.get("feedback"), key=f"flows.{run}.feedback")
     return RunSpec(
-        run, entry["model"], dict(entry.get("params", {})), training, n_generated, train_events
-    )
+        run, entry["model"], dict(entry.get("params", {})), training, n_generated, train_events,
+        feedback=feedback,
+    )  # fmt: skip
 
 
 def n_generated_events(n_generated: int | str, n_reference: int) -> int:

@@ -12,7 +12,9 @@ from flowsim.flows import FLOWS, build_flow, hyperparameters
 from flowsim.flows.registry import PEERS
 from flowsim.flows.transforms import StackedFlow
 
-EXPECTED = {"glow", "maf", "mademog", "mafmademog", "rqs", "nsf_coupling", "cfm", "zuko_maf", "zuko_nsf", "zuko_nsf_coupling"}
+EXPECTED = {
+    "glow", "maf", "mademog", "mafmademog", "rqs", "nsf_coupling", "cfm", "zuko_maf", "zuko_nsf", "zuko_nsf_coupling",
+}  # fmt: skip
 BAD_VALUES = {
     "blocks": 0,
     "hidden": -4,

@@ -129,6 +129,12 @@ def ntuple_files():
     return [str(p) for cls in ("background", "signal") for p in expand_files(root[cls]["files"], key=f"data.root.{cls}.files")]
 
 
+def feedback_rounds(run):
+    """The classifier-feedback rounds of run ``run`` (flowsim.discflow), 0 without feedback."""
+    feedback = SETTINGS.run(run).feedback
+    return feedback.rounds if feedback is not None else 0
+
+
 def section_uses_gpu(section):
     """1 when a two-sample classifier section (``c2st``, ``reweighting``) trains on CUDA, else 0."""
     return uses_gpu(two_sample_device(section))

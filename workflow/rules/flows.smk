@@ -32,7 +32,8 @@ rule train_flow:
     resources:
         gpu=lambda wc: run_uses_gpu(wc.run),
         mem_mb=lambda wc, input: 2000 + 20 * input.size_mb,
-        runtime=lambda wc: 30 + 2 * SETTINGS.run(wc.run).training.max_epochs,
+        # each classifier-feedback round fine-tunes for up to max_epochs again
+        runtime=lambda wc: (30 + 2 * SETTINGS.run(wc.run).training.max_epochs) * (1 + feedback_rounds(wc.run)),
     script:
         "../scripts/train_flow.py"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ import torch
 from flowsim import io
 from flowsim.data.scaling import Scaler, load_scaler
 from flowsim.data.splits import nested_subset
+from flowsim.discflow import feedback_loop, flow_sampler
 from flowsim.flows.bayesian import elbo_loss, is_bayesian
 from flowsim.flows.persist import load_flow, save_flow
 from flowsim.flows.registry import build_flow
@@ -82,7 +84,9 @@ class TrainedFlow:
     """A trained run: the flow at its best epoch and what the model file records about it.
 
     ``val_nll`` is that of the sampled model: the flow, or with a sign-flip symmetry its
-    symmetric mixture (:class:`~flowsim.flows.symmetry.SignFlipMixture`).
+    symmetric mixture (:class:`~flowsim.flows.symmetry.SignFlipMixture`). ``feedback`` is the
+    record of the classifier-feedback rounds (:func:`flowsim.discflow.feedback_loop`), None
+    without them; ``result`` then chains the training and its rounds (see :func:`_chained`).
     """
 
     spec: RunSpec
@@ -92,6 +96,7 @@ class TrainedFlow:
     result: TrainResult
     val_nll: float
     n_train: int
+    feedback: dict | None = None
 
 
 def negative_log_likelihood(flow: torch.nn.Module, batch) -> torch.Tensor:
@@ -203,6 +208,15 @@ def train_flow_model(
     does not depend on the validation events), comparable with the deterministic runs' and with
     the flow that is sampled by default.
 
+    A run with ``feedback`` (:mod:`flowsim.discflow`) goes on after that training for
+    ``feedback.rounds`` rounds: a classifier of the training events against a sample of the
+    flow (the symmetric mixture, with a symmetry) gives w_D = D/(1 − D) ≈ p_data/p_flow, and the
+    flow is fine-tuned from its current weights, with the run's training settings, on the
+    training and validation events weighted by w_D^α (:func:`negative_log_likelihood` of the
+    batches ``(x, w̃)``); each round has its own checkpoint next to ``checkpoint``
+    (:func:`feedback_checkpoint`). Only the training and validation splits are used. The
+    model's ``val_nll`` is then the unweighted NLL of the final flow on the validation split.
+
     Arguments:
         spec: The run.
         train_events: The background training split (ROOT).
@@ -225,6 +239,12 @@ def train_flow_model(
         x_train, w_train = _training_subset(x_train, spec, w_train)
     if spec.bootstrap:
         x_train, w_train = _bootstrap_replica(x_train, spec, w_train)
+    if spec.feedback is not None and w_train is not None:
+        # the classifier would have to learn the weighted density (negative weights included)
+        raise WeightError(
+            f"run {spec.name}: flows.{spec.name}.feedback needs unweighted splits, but {train_events} "
+            "has event weights; remove the run's feedback"
+        )
     if w_train is not None:
         # the file's sum is positive, a subset's need not be
         used = f"{train_events} (the {len(w_train)} events run {spec.name} trains on)"
@@ -250,25 +270,38 @@ def train_flow_model(
     if w_train is not None:
         train_data = (x_train, _weight_tensor(w_train, x_train))
         val_data = (x_val, _weight_tensor(w_val, x_val))
-    stop_data = val_data
-    if flipped:  # early stopping on the split and its mirror image, each image with its event's weight
-        stop_data = (with_mirror_images(x_val, signs), *[torch.cat([w, w]) for w in val_data[1:]])
-    result = train(
-        flow,
-        loss_fn,
-        train_data,
-        stop_data,
-        spec.training,
-        name=spec.name,
-        checkpoint=checkpoint,
-        fingerprint_extra={
-            "model": spec.model,
-            "params": spec.params,
-            "features": features,
-            "sign_flip": flipped,
-        },  # the events themselves are fingerprinted by train(), by content
-        augment=RandomSignFlip(signs) if flipped else None,
-    )
+
+    def fit(train_data: tuple, val_data: tuple, checkpoint: PathLike, **extra) -> TrainResult:
+        """Train the flow from its current weights on ``train_data``, stopping on ``val_data``."""
+        stop_data = val_data
+        if flipped:  # early stopping on the split and its mirror image, each image with its event's weight
+            stop_data = (with_mirror_images(x_val, signs), *[torch.cat([w, w]) for w in val_data[1:]])
+        return train(
+            flow,
+            loss_fn,
+            train_data,
+            stop_data,
+            spec.training,
+            name=spec.name,
+            checkpoint=checkpoint,
+            fingerprint_extra={
+                "model": spec.model,
+                "params": spec.params,
+                "features": features,
+                "sign_flip": flipped,
+                **extra,
+            },  # the events themselves are fingerprinted by train(), by content
+            augment=RandomSignFlip(signs) if flipped else None,
+        )
+
+    result = fit(train_data, val_data, checkpoint)
+    sampled = SignFlipMixture(flow, signs) if flipped else flow
+    feedback = None
+    if spec.feedback is not None:
+        result, feedback = _train_with_feedback(spec, sampled, fit, x_train, x_val, result, checkpoint)
+        val_nll = evaluate(sampled, negative_log_likelihood, val_data, spec.training.eval_batch_size)
+        log.info("run %s: validation NLL %.5f after %d feedback round(s)", spec.name, val_nll, spec.feedback.rounds)
+        return TrainedFlow(spec, flow, features, flipped, result, val_nll, len(x_train), feedback)
     val_nll = result.best_val_loss
     if flipped:
         mixture = SignFlipMixture(flow, signs)
@@ -282,6 +315,70 @@ def train_flow_model(
         val_nll = evaluate(flow, negative_log_likelihood, val_data, spec.training.eval_batch_size)
         log.info("run %s: validation NLL %.5f (by the divergence along the ODE)", spec.name, val_nll)
     return TrainedFlow(spec, flow, features, flipped, result, val_nll, len(x_train))
+
+
+def feedback_checkpoint(checkpoint: PathLike, round_: int) -> Path:
+    """The checkpoint of feedback round ``round_`` next to the training's ``checkpoint``
+    (``checkpoint.feedback1.pt``, ...): each round resumes from its own."""
+    path = Path(checkpoint)
+    return path.with_name(f"{path.stem}.feedback{round_}{path.suffix}")
+
+
+def _train_with_feedback(
+    spec: RunSpec,
+    sampled: torch.nn.Module,
+    fit: Callable[..., TrainResult],
+    x_train: torch.Tensor,
+    x_val: torch.Tensor,
+    result: TrainResult,
+    checkpoint: PathLike,
+) -> tuple[TrainResult, dict]:
+    """The DiscFlow rounds of run ``spec`` after its training (``result``): each fine-tunes by
+    ``fit`` on the splits weighted by w_D^α, from the flow's current weights. Returns the
+    training and its rounds chained (:func:`_chained`) and the rounds' record, each with the
+    round's best epoch, its weighted validation loss and the unweighted validation NLL after it."""
+    settings = spec.feedback
+    results = [result]
+
+    def fine_tune(round_: int, w_train: np.ndarray, w_val: np.ndarray) -> dict[str, float]:
+        log.info("run %s: feedback round %d of %d, fine-tuning on w_D^%g", spec.name, round_, settings.rounds,
+                 settings.alpha)  # fmt: skip
+        weighted = fit(
+            (x_train, _weight_tensor(w_train, x_train)),
+            (x_val, _weight_tensor(w_val, x_val)),
+            feedback_checkpoint(checkpoint, round_),
+            feedback_round=round_,
+            feedback=asdict(settings),
+        )
+        results.append(weighted)
+        nll = evaluate(sampled, negative_log_likelihood, (x_val,), spec.training.eval_batch_size)
+        log.info("run %s: feedback round %d: validation NLL %.5f (unweighted)", spec.name, round_, nll)
+        return {
+            "best_epoch": weighted.best_epoch,
+            "epochs_run": weighted.epochs_run,
+            "weighted_val_loss": weighted.best_val_loss,
+            "val_nll": nll,
+        }
+
+    # the classifier works on the CPU in float32 anyway: no float64 copy of the training split
+    record = feedback_loop(
+        flow_sampler(sampled), x_train.detach().cpu().numpy(), x_val.detach().cpu().numpy(), settings, fine_tune,
+        seed=spec.training.seed, name=f"run {spec.name}",
+    )  # fmt: skip
+    return _chained(results), record
+
+
+def _chained(results: list[TrainResult]) -> TrainResult:
+    """A training and its feedback rounds as one result: the epochs numbered on through the
+    rounds (so the history and loss curve show them one after the other; a round's validation
+    loss is its weighted one), the best epoch and loss those of the last round, which is kept."""
+    history, offset = [], 0
+    for result in results:
+        history += [{**row, "epoch": row["epoch"] + offset} for row in result.history]
+        offset += result.epochs_run
+    last = results[-1]
+    best_epoch = offset - last.epochs_run + last.best_epoch
+    return TrainResult(best_epoch, last.best_val_loss, offset, last.stopped_early, history)
 
 
 def write_trained_flow(trained: TrainedFlow, outputs: TrainFlowOutputs) -> None:
@@ -302,6 +399,7 @@ def write_trained_flow(trained: TrainedFlow, outputs: TrainFlowOutputs) -> None:
             "epochs_run": result.epochs_run,
             "n_train": trained.n_train,
             "training": asdict(spec.training),
+            **({"feedback": trained.feedback} if trained.feedback is not None else {}),
         },
         sign_flip=trained.sign_flip,
     )
@@ -321,14 +419,16 @@ def train_flow(
     checkpoint: PathLike,
     threads: int = 1,
 ) -> TrainedFlow:
-    """Rule ``train_flow``: train run ``spec`` and write its outputs; the checkpoint is removed
-    once they are written."""
+    """Rule ``train_flow``: train run ``spec`` and write its outputs; the checkpoints (with the
+    feedback rounds') are removed once they are written."""
     configure_torch(threads)
     trained = train_flow_model(
         spec, train_events=train_events, val_events=val_events, scaler=scaler, checkpoint=checkpoint
     )
     write_trained_flow(trained, outputs)
     Path(checkpoint).unlink(missing_ok=True)
+    for round_ in range(1, spec.feedback.rounds + 1 if spec.feedback is not None else 1):
+        feedback_checkpoint(checkpoint, round_).unlink(missing_ok=True)
     return trained
 
 

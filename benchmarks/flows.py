@@ -119,19 +119,24 @@ def _train_throughput(model, batch: int, device: torch.device, seconds: float) -
     return steps * batch / (time.perf_counter() - start)
 
 
+def _best_us_per_event(run, n: int, device: torch.device, repeat: int) -> float:
+    """µs/event of the fastest of ``repeat`` calls of ``run()`` on ``n`` events."""
+    best = float("inf")
+    for _ in range(repeat):
+        _sync(device)
+        t = time.perf_counter()
+        run()
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 1e6 * best / n
+
+
 @torch.no_grad()
 def sampling_us(model, n: int, device: torch.device, repeat: int) -> float:
     sample = sample_fn(model)
     model.eval()
     sample(min(n, 1000))
-    best = float("inf")
-    for _ in range(repeat):
-        _sync(device)
-        t = time.perf_counter()
-        sample(n)
-        _sync(device)
-        best = min(best, time.perf_counter() - t)
-    return 1e6 * best / n
+    return _best_us_per_event(lambda: sample(n), n, device, repeat)
 
 
 @torch.no_grad()
@@ -141,14 +146,7 @@ def density_us(model, n: int, device: torch.device, repeat: int) -> float:
     model.eval()
     x = torch.randn(n, D, device=device)
     log_prob(x[:100])
-    best = float("inf")
-    for _ in range(repeat):
-        _sync(device)
-        t = time.perf_counter()
-        log_prob(x)
-        _sync(device)
-        best = min(best, time.perf_counter() - t)
-    return 1e6 * best / n
+    return _best_us_per_event(lambda: log_prob(x), n, device, repeat)
 
 
 def peak_fraction(events_per_s: float, n_params: int, device: torch.device) -> str:

@@ -204,6 +204,24 @@ def discriminator_round(
     The AUC is that of D(x) between the validation events and the fresh flow events: neither
     was seen by the fit, so 0.5 means D finds no difference.
     """
+    classifier, area, n_flow_sample = _discriminator(
+        sample, x_train, x_val, settings, round_=round_, seed=seed, name=name
+    )
+    w_train, clipped_train = feedback_weights(
+        classifier, x_train, alpha=settings.alpha, max_weight=settings.max_weight, name="the training split"
+    )
+    w_val, clipped_val = feedback_weights(
+        classifier, x_val, alpha=settings.alpha, max_weight=settings.max_weight, name="the validation split"
+    )
+    return FeedbackRound(round_, area, w_train, w_val, clipped_train + clipped_val, n_flow_sample)
+
+
+def _discriminator(
+    sample: Sampler, x_train: np.ndarray, x_val: np.ndarray, settings: FeedbackSettings, *, round_: int, seed: int,
+    name: str,
+) -> tuple[Classifier, float, int]:  # fmt: skip
+    """D fitted on ``x_train`` against as many events of ``sample``, its AUC on the validation
+    split against a fresh sample of its size, and the size of the sample it was fitted on."""
     from flowsim.metrics.roc import auc
 
     flow_sample = _finite(sample(len(x_train), _stream(seed, round_, 0)), "flow sample")
@@ -211,15 +229,9 @@ def discriminator_round(
              len(flow_sample))  # fmt: skip
     classifier = fit_discriminator(x_train, flow_sample, settings, seed=seed + round_)
     fresh = _finite(sample(len(x_val), _stream(seed, round_, 1)), "flow sample for the AUC")
-    area = auc(classifier(x_val), classifier(fresh))
+    area = float(auc(classifier(x_val), classifier(fresh)))
     log.info("%s, feedback round %d: classifier AUC %.4f on the validation split vs the flow", name, round_, area)
-    w_train, clipped_train = feedback_weights(
-        classifier, x_train, alpha=settings.alpha, max_weight=settings.max_weight, name="the training split"
-    )
-    w_val, clipped_val = feedback_weights(
-        classifier, x_val, alpha=settings.alpha, max_weight=settings.max_weight, name="the validation split"
-    )
-    return FeedbackRound(round_, float(area), w_train, w_val, clipped_train + clipped_val, len(flow_sample))
+    return classifier, area, len(flow_sample)
 
 
 def feedback_loop(
@@ -246,12 +258,13 @@ def feedback_loop(
         weights = discriminator_round(sample, x_train, x_val, settings, round_=r, seed=seed, name=name)
         outcome = fine_tune(r, weights.w_train, weights.w_val)
         rounds.append({**weights.record(), **dict(outcome)})
-    final = discriminator_round(sample, x_train, x_val, settings, round_=settings.rounds + 1, seed=seed, name=name)
+    # the final flow's classifier: only its AUC, no weights
+    _, auc_after, _ = _discriminator(sample, x_train, x_val, settings, round_=settings.rounds + 1, seed=seed, name=name)
     log.info(
         "%s: classifier AUC %s over %d feedback round(s), %.4f after the last",
-        name, " -> ".join(f"{row['auc']:.4f}" for row in rounds), settings.rounds, final.auc,
+        name, " -> ".join(f"{row['auc']:.4f}" for row in rounds), settings.rounds, auc_after,
     )  # fmt: skip
-    return {"settings": asdict(settings), "rounds": rounds, "auc_after": final.auc}
+    return {"settings": asdict(settings), "rounds": rounds, "auc_after": auc_after}
 
 
 def flow_sampler(model: torch.nn.Module, *, chunk_size: int = 65_536) -> Sampler:

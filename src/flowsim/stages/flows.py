@@ -299,7 +299,7 @@ def train_flow_model(
     feedback = None
     if spec.feedback is not None:
         result, feedback = _train_with_feedback(spec, sampled, fit, x_train, x_val, result, checkpoint)
-        val_nll = evaluate(sampled, negative_log_likelihood, val_data, spec.training.eval_batch_size)
+        val_nll = feedback["rounds"][-1]["val_nll"]  # the unweighted NLL after the last fine-tune
         log.info("run %s: validation NLL %.5f after %d feedback round(s)", spec.name, val_nll, spec.feedback.rounds)
         return TrainedFlow(spec, flow, features, flipped, result, val_nll, len(x_train), feedback)
     val_nll = result.best_val_loss

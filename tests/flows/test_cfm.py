@@ -66,7 +66,7 @@ def test_hutchinsons_divergence_is_unbiased(make_flow):
     x = torch.randn(4, 3)
     with torch.no_grad():
         want = exact.log_prob(x)
-        draws = torch.stack([noisy.log_prob(x, torch.Generator().manual_seed(k)) for k in range(256)])
+        draws = torch.stack([noisy.log_prob(x, generator=torch.Generator().manual_seed(k)) for k in range(256)])
     assert draws.std(dim=0).min() > 0  # an estimate, not the exact trace
     assert ((draws.mean(dim=0) - want).abs() < 4 * draws.std(dim=0) / 16).all()
 

@@ -35,6 +35,7 @@ BAD_VALUES = {
     "steps": 0,
     "rtol": 0.0,
     "divergence": "trace",
+    "context": -1,
 }
 
 

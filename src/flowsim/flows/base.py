@@ -60,19 +60,26 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
 
 
 class DensityModel(nn.Module):
-    r"""A normalized density :math:`p(x)` on :math:`\mathbb{R}^D` that can be sampled.
+    r"""A normalized density :math:`p(x)` on :math:`\mathbb{R}^D`, or :math:`p(x \mid c)` with
+    a context :math:`c \in \mathbb{R}^C`, that can be sampled.
 
     Subclasses implement :meth:`log_prob` and :meth:`_sample` (called under ``torch.no_grad()``
     and in evaluation mode). Calling the module returns :meth:`log_prob`, so that hooks and
     wrappers such as ``DistributedDataParallel`` see the training loss computation.
 
+    A conditional model (``context`` :math:`C > 0`) takes one context row per event in
+    :meth:`log_prob` and :meth:`sample`; for each fixed :math:`c`, :math:`p(\cdot \mid c)` is
+    a normalized density. An unconditional one (:math:`C = 0`) refuses a context.
+
     Arguments:
         n_features: The number of features :math:`D`.
+        context: The number of context features :math:`C` (0: unconditional).
     """
 
-    def __init__(self, n_features: int):
+    def __init__(self, n_features: int, context: int = 0):
         super().__init__()
         self.n_features = check_int("n_features", n_features)
+        self.context = check_int("context", context, minimum=0)
 
     @classmethod
     def hyperparameters(cls) -> dict[str, Any]:
@@ -91,56 +98,81 @@ class DensityModel(nn.Module):
                 f"expected a tensor of shape (N, {self.n_features}), got {tuple(x.shape)}"
             )
 
-    def log_prob(self, x: Tensor) -> Tensor:
-        r"""Log-density :math:`\log p(x)`.
+    def _check_context(self, context: Tensor | None, n: int) -> Tensor | None:
+        """``context`` as one row per event, shape (n, C): a conditional model needs one, of
+        shape (n, C) or (C,) (the same context for every event); an unconditional one none."""
+        if self.context == 0:
+            if context is not None:
+                raise ValueError(f"{type(self).__name__} is unconditional (context = 0) but was given a context")
+            return None
+        if context is None:
+            name = type(self).__name__
+            raise ValueError(f"{name} is conditional on {self.context} context feature(s): give a context")
+        if context.dim() == 1 and context.shape[0] == self.context:
+            return context.expand(n, self.context)
+        if context.dim() != 2 or context.shape != (n, self.context):
+            raise ValueError(f"expected a context of shape ({n}, {self.context}), got {tuple(context.shape)}")
+        return context
+
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        r"""Log-density :math:`\log p(x)`, or :math:`\log p(x \mid c)` of a conditional model.
 
         Arguments:
             x: Events, shape :math:`(N, D)`.
+            context: The events' contexts, shape :math:`(N, C)` or :math:`(C,)`; None for an
+                unconditional model.
 
         Returns:
             The log-densities, shape :math:`(N,)`.
         """
         raise NotImplementedError
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Alias of :meth:`log_prob`."""
-        return self.log_prob(x)
+        return self.log_prob(x, context)
 
-    def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
+    def _sample(self, n: int, generator: torch.Generator | None, context: Tensor | None) -> Tensor:
         raise NotImplementedError
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        r"""Draw :math:`n` events :math:`x \sim p(x)`, without gradients, in evaluation mode.
+    def sample(self, n: int, generator: torch.Generator | None = None, *, context: Tensor | None = None) -> Tensor:
+        r"""Draw :math:`n` events :math:`x \sim p(x)` (or :math:`x_i \sim p(x \mid c_i)`),
+        without gradients, in evaluation mode.
 
         Arguments:
             n: The number of events.
             generator: An optional random generator; it must live on the parameters' device.
+            context: For a conditional model, each event's context, shape :math:`(n, C)`, or
+                one for all, shape :math:`(C,)`.
 
         Returns:
             The events, shape :math:`(n, D)`, on the device and with the dtype of the parameters.
         """
         n = check_int("n", n, minimum=0)
+        context = self._check_context(context, n)
         with torch.no_grad(), eval_mode(self):
-            return self._sample(n, generator)
+            return self._sample(n, generator, context)
 
     def extra_repr(self) -> str:
-        return f"n_features={self.n_features}"
+        return f"n_features={self.n_features}" + (f", context={self.context}" if self.context else "")
 
 
-def apply_transforms(transforms: Sequence[nn.Module], x: Tensor) -> tuple[Tensor, Tensor]:
+def apply_transforms(
+    transforms: Sequence[nn.Module], x: Tensor, context: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     r"""Compose ``transforms`` in order: :math:`y = T_K \circ \dots \circ T_1 (x)` and the summed
-    :math:`\log |\det|` of the layers, shapes :math:`(N, D)` and :math:`(N,)`."""
+    :math:`\log |\det|` of the layers, shapes :math:`(N, D)` and :math:`(N,)`; every layer gets
+    the ``context`` (the unconditional ones ignore it)."""
     ladj = x.new_zeros(x.shape[0])
     for t in transforms:
-        x, ladj_t = t(x)
+        x, ladj_t = t(x, context)
         ladj = ladj + ladj_t
     return x, ladj
 
 
-def invert_transforms(transforms: Sequence[nn.Module], y: Tensor) -> Tensor:
+def invert_transforms(transforms: Sequence[nn.Module], y: Tensor, context: Tensor | None = None) -> Tensor:
     r"""The inverse of :func:`apply_transforms`: the layers' inverses in reverse order."""
     for t in reversed(transforms):
-        y = t.inverse(y)
+        y = t.inverse(y, context)
     return y
 
 
@@ -160,49 +192,52 @@ class Flow(DensityModel):
     Arguments:
         n_features: The number of features :math:`D`.
         transforms: The transforms, applied in order from data to latent space.
+        context: The number of context features :math:`C` the transforms take (0: none).
     """
 
-    def __init__(self, n_features: int, transforms: Sequence[nn.Module]):
-        super().__init__(n_features)
+    def __init__(self, n_features: int, transforms: Sequence[nn.Module], context: int = 0):
+        super().__init__(n_features, context)
         self.transforms = nn.ModuleList(transforms)
 
-    def transform(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        r"""Map events to the latent space, :math:`u = T(x)`.
+    def transform(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        r"""Map events to the latent space, :math:`u = T(x; c)`.
 
         Arguments:
             x: Events, shape :math:`(N, D)`.
+            context: Their contexts, shape :math:`(N, C)` or :math:`(C,)` (conditional flows).
 
         Returns:
             The latent points :math:`u`, shape :math:`(N, D)`, and
             :math:`\log |\det \partial u / \partial x|`, shape :math:`(N,)`.
         """
         self._check_input(x)
-        return apply_transforms(self.transforms, x)
+        return apply_transforms(self.transforms, x, self._check_context(context, len(x)))
 
-    def inverse(self, u: Tensor) -> Tensor:
-        r"""Map latent points back to events, :math:`x = T^{-1}(u)`.
+    def inverse(self, u: Tensor, context: Tensor | None = None) -> Tensor:
+        r"""Map latent points back to events, :math:`x = T^{-1}(u; c)`.
 
         Batch-norm layers use their running averages here, whatever the mode.
 
         Arguments:
             u: Latent points, shape :math:`(N, D)`.
+            context: Their contexts, shape :math:`(N, C)` or :math:`(C,)` (conditional flows).
 
         Returns:
             The events, shape :math:`(N, D)`.
         """
         self._check_input(u)
-        return invert_transforms(self.transforms, u)
+        return invert_transforms(self.transforms, u, self._check_context(context, len(u)))
 
-    def log_prob(self, x: Tensor) -> Tensor:
-        u, ladj = self.transform(x)
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        u, ladj = self.transform(x, context)
         return standard_normal_log_prob(u) + ladj
 
-    def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
+    def _sample(self, n: int, generator: torch.Generator | None, context: Tensor | None) -> Tensor:
         ref = self._reference()
         u = torch.randn(
             n, self.n_features, generator=generator, device=ref.device, dtype=ref.dtype
         )
-        return self.inverse(u)
+        return self.inverse(u, context)
 
 
 # Argument checks. They raise ValueError (not assert, which ``python -O`` strips) and always name

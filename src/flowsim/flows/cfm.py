@@ -43,7 +43,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from .base import DensityModel, check_choice, check_float, check_int, standard_normal_log_prob
-from .nets import ResidualMLP
+from .nets import ResidualMLP, conditioner_input
 
 __all__ = ["CFM", "SOLVERS", "VelocityField", "flow_matching_loss", "integrate"]
 
@@ -55,16 +55,19 @@ Field = Callable[[float, tuple[Tensor, ...]], tuple[Tensor, ...]]
 
 
 class VelocityField(nn.Module):
-    r"""The field :math:`v_\theta(x, t)`: a residual MLP on the event and a sinusoidal embedding of
-    the time, :math:`[\sin(2\pi k t), \cos(2\pi k t)]_{k = 1..K}` with :math:`t` itself."""
+    r"""The field :math:`v_\theta(x, t)`, or :math:`v_\theta(x, t; c)`: a residual MLP on the
+    event, a sinusoidal embedding of the time, :math:`[\sin(2\pi k t), \cos(2\pi k t)]_{k =
+    1..K}` with :math:`t` itself, and the event's context, if any."""
 
     def __init__(
-        self, n_features: int, hidden: int, residual_blocks: int, activation: str, dropout: float, time_features: int
-    ) -> None:
+        self, n_features: int, hidden: int, residual_blocks: int, activation: str, dropout: float,
+        time_features: int, context: int = 0,
+    ) -> None:  # fmt: skip
         super().__init__()
+        self.context = context
         self.register_buffer("frequencies", 2 * math.pi * torch.arange(1, time_features + 1, dtype=torch.float32))
         self.net = ResidualMLP(
-            n_features + 2 * time_features + 1, n_features, hidden, residual_blocks, activation, dropout
+            n_features + 2 * time_features + 1 + context, n_features, hidden, residual_blocks, activation, dropout
         )
 
     def embed(self, t: Tensor) -> Tensor:
@@ -72,10 +75,10 @@ class VelocityField(nn.Module):
         angles = t * self.frequencies.to(t.dtype)
         return torch.cat([t, angles.sin(), angles.cos()], dim=-1)
 
-    def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor | float, context: Tensor | None = None) -> Tensor:
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
         t = (t.expand(x.shape[0]) if t.dim() == 0 else t).reshape(-1, 1)  # one time, or one per event
-        return self.net(torch.cat([x, self.embed(t)], dim=-1))
+        return self.net(conditioner_input(torch.cat([x, self.embed(t)], dim=-1), context, self.context))
 
 
 # --- ODE solvers -------------------------------------------------------------------------------
@@ -176,11 +179,12 @@ def integrate(
 # --- the flow ----------------------------------------------------------------------------------
 
 
-def flow_matching_loss(model: CFM, batch: Sequence[Tensor]) -> Tensor:
+def flow_matching_loss(model: CFM, batch: Sequence[Tensor], context: Tensor | None = None) -> Tensor:
     r"""The conditional flow-matching loss of ``batch`` ``(x,)`` or, weighted, ``(x, w̃)`` (mean-1
-    weights: :math:`\frac{1}{B}\sum_b \tilde w_b \lVert v - u \rVert_b^2 / D`). In evaluation mode
-    (validation) the draws of :math:`t` and :math:`x_0` come from a fixed seed, so that the
-    validation loss of one epoch compares with the next."""
+    weights: :math:`\frac{1}{B}\sum_b \tilde w_b \lVert v - u \rVert_b^2 / D`), with the events'
+    ``context`` for a conditional field. In evaluation mode (validation) the draws of :math:`t`
+    and :math:`x_0` come from a fixed seed, so that the validation loss of one epoch compares
+    with the next."""
     x1 = batch[0]
     generator = None
     if not model.training:
@@ -189,7 +193,8 @@ def flow_matching_loss(model: CFM, batch: Sequence[Tensor]) -> Tensor:
     x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
     xt = (1 - (1 - model.sigma_min) * t) * x0 + t * x1
     target = x1 - (1 - model.sigma_min) * x0
-    squared = (model.field(xt, t) - target).square().mean(dim=-1)
+    context = model._check_context(context, len(x1))
+    squared = (model.field(xt, t, context) - target).square().mean(dim=-1)
     if len(batch) > 1:
         squared = batch[1] * squared
     return squared.mean()
@@ -210,6 +215,7 @@ class CFM(DensityModel):
         steps: The RK4 steps.
         rtol, atol: The tolerances of ``dopri5``.
         divergence: ``exact`` (:math:`D` autograd passes per evaluation) or ``hutchinson`` (one).
+        context: The number of context features :math:`C` of the field (0: unconditional).
     """
 
     def __init__(
@@ -226,8 +232,9 @@ class CFM(DensityModel):
         rtol: float = 1e-5,
         atol: float = 1e-5,
         divergence: str = "exact",
+        context: int = 0,
     ):
-        super().__init__(n_features)
+        super().__init__(n_features, context)
         self.sigma_min = check_float("sigma_min", sigma_min, low=0.0, high=1.0, high_open=True)
         self.solver = check_choice("solver", solver, SOLVERS)
         self.steps = check_int("steps", steps)
@@ -241,37 +248,42 @@ class CFM(DensityModel):
             activation,
             dropout,
             check_int("time_features", time_features, minimum=0),
+            self.context,
         )
 
-    def training_loss(self, batch: Sequence[Tensor]) -> Tensor:
+    def training_loss(self, batch: Sequence[Tensor], context: Tensor | None = None) -> Tensor:
         """The loss the flow trains on: :func:`flow_matching_loss`, not the NLL."""
-        return flow_matching_loss(self, batch)
+        return flow_matching_loss(self, batch, context)
 
     def _solve(self, field: Field, state: Sequence[Tensor], t0: float, t1: float) -> tuple[Tensor, ...]:
         return integrate(field, state, t0, t1, solver=self.solver, steps=self.steps, rtol=self.rtol, atol=self.atol)
 
-    def _trajectory(self, t: float, state: tuple[Tensor, ...]) -> tuple[Tensor]:
-        return (self.field(state[0], t),)
+    def _trajectory(self, context: Tensor | None) -> Field:
+        return lambda t, state: (self.field(state[0], t, context),)
 
-    def transform(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def transform(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         r"""The base points :math:`x_0` of events :math:`x_1` (the ODE backwards from 1 to 0),
         differentiable where gradients are on, and :math:`\log|\det \partial x_0 / \partial x_1|
         = -\int_0^1 \nabla \cdot v\, dt` (no gradient), as a :class:`~flowsim.flows.base.Flow`'s."""
         self._check_input(x)
-        x0 = self._solve(self._trajectory, (x,), 1.0, 0.0)[0]
+        context = self._check_context(context, len(x))
+        x0 = self._solve(self._trajectory(context), (x,), 1.0, 0.0)[0]
         with torch.no_grad():
-            return x0, self._log_det(x)[1]
+            return x0, self._log_det(x, None, context)[1]
 
-    def inverse(self, z: Tensor) -> Tensor:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         """The events :math:`x_1` of base points :math:`x_0` (the ODE forwards from 0 to 1)."""
         self._check_input(z)
-        return self._solve(self._trajectory, (z,), 0.0, 1.0)[0]
+        context = self._check_context(context, len(z))
+        return self._solve(self._trajectory(context), (z,), 0.0, 1.0)[0]
 
-    def _divergence(self, x: Tensor, t: float, probe: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _divergence(
+        self, x: Tensor, t: float, probe: Tensor | None, context: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
         """:math:`v(x, t)` and :math:`\\nabla \\cdot v` (exact, or Hutchinson's with ``probe``)."""
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
-            v = self.field(x, t)
+            v = self.field(x, t, context)
             if probe is not None:
                 (vjp,) = torch.autograd.grad(v, x, probe)
                 return v.detach(), (vjp * probe).sum(dim=-1)
@@ -281,7 +293,9 @@ class CFM(DensityModel):
                 div = div + row[:, i]
             return v.detach(), div
 
-    def _log_det(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def _log_det(
+        self, x: Tensor, generator: torch.Generator | None = None, context: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         r""":math:`x_0` and :math:`-\int_0^1 \nabla \cdot v\, dt` along the trajectory of ``x``
         (one joint solve backwards; Hutchinson's probes drawn from ``generator``)."""
         probe = None
@@ -289,24 +303,26 @@ class CFM(DensityModel):
             probe = torch.randint(0, 2, x.shape, generator=generator, device=x.device).to(x.dtype) * 2 - 1
 
         def field(t: float, state: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
-            return self._divergence(state[0], t, probe)
+            return self._divergence(state[0], t, probe, context)
 
         # d(integral)/dt = div, from t = 1 to 0: the integral is -∫_0^1 div dt
         x0, integral = self._solve(field, (x.detach(), x.new_zeros(x.shape[0])), 1.0, 0.0)
         return x0, integral
 
-    def log_prob(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def log_prob(
+        self, x: Tensor, context: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
         r"""Log-density by the instantaneous change of variables (module docstring); Hutchinson's
         probes are drawn from ``generator``. Carries no gradient to the parameters: the flow
         trains on :func:`flow_matching_loss`."""
         self._check_input(x)
-        x0, log_det = self._log_det(x, generator)
+        x0, log_det = self._log_det(x, generator, self._check_context(context, len(x)))
         return standard_normal_log_prob(x0) + log_det
 
-    def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
+    def _sample(self, n: int, generator: torch.Generator | None, context: Tensor | None) -> Tensor:
         ref = self._reference()
         z = torch.randn(n, self.n_features, generator=generator, device=ref.device, dtype=ref.dtype)
-        return self.inverse(z)
+        return self.inverse(z, context)
 
     def extra_repr(self) -> str:
         return f"n_features={self.n_features}, solver={self.solver}, steps={self.steps}, divergence={self.divergence}"

@@ -7,7 +7,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from .base import check_float, check_int
-from .nets import ResidualMLP
+from .nets import ResidualMLP, conditioner_input
 from .transforms import StackedFlow
 
 __all__ = ["AffineCouplingTransform", "Glow"]
@@ -36,6 +36,7 @@ class AffineCouplingTransform(nn.Module):
         activation: The activation of the translation network.
         dropout: The dropout probability inside the networks.
         scale_bound: The bound :math:`b` on :math:`|s|`.
+        context: The number of context features :math:`C` the networks also take (0: none).
     """
 
     def __init__(
@@ -46,27 +47,30 @@ class AffineCouplingTransform(nn.Module):
         activation: str = "relu",
         dropout: float = 0.0,
         scale_bound: float = 3.0,
+        context: int = 0,
     ):
         super().__init__()
         D = check_int("n_features", n_features, minimum=2)
         self.split = D // 2
         self.scale_bound = check_float("scale_bound", scale_bound, low=0.0, low_open=True)
+        self.context = check_int("context", context, minimum=0)
         d_a, d_b = self.split, D - self.split
-        self.scale_net = ResidualMLP(d_a, d_b, hidden, residual_blocks, "tanh", dropout)
-        self.shift_net = ResidualMLP(d_a, d_b, hidden, residual_blocks, activation, dropout)
+        self.scale_net = ResidualMLP(d_a + self.context, d_b, hidden, residual_blocks, "tanh", dropout)
+        self.shift_net = ResidualMLP(d_a + self.context, d_b, hidden, residual_blocks, activation, dropout)
 
-    def _scale_shift(self, x_a: Tensor) -> tuple[Tensor, Tensor]:
-        s = self.scale_bound * torch.tanh(self.scale_net(x_a) / self.scale_bound)
-        return s, self.shift_net(x_a)
+    def _scale_shift(self, x_a: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        h = conditioner_input(x_a, context, self.context)
+        s = self.scale_bound * torch.tanh(self.scale_net(h) / self.scale_bound)
+        return s, self.shift_net(h)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x_a, x_b = x[:, : self.split], x[:, self.split :]
-        s, t = self._scale_shift(x_a)
+        s, t = self._scale_shift(x_a, context)
         return torch.cat([x_a, x_b * s.exp() + t], dim=-1), s.sum(dim=-1)
 
-    def inverse(self, u: Tensor) -> Tensor:
+    def inverse(self, u: Tensor, context: Tensor | None = None) -> Tensor:
         u_a, u_b = u[:, : self.split], u[:, self.split :]
-        s, t = self._scale_shift(u_a)
+        s, t = self._scale_shift(u_a, context)
         return torch.cat([u_a, (u_b - t) * (-s).exp()], dim=-1)
 
 
@@ -96,6 +100,7 @@ class Glow(StackedFlow):
         batch_norm: Whether each block starts with a batch-norm layer.
         permutation: The mixing layer: ``lu`` (learned, Glow), ``reverse`` or ``random``.
         scale_bound: The bound on the coupling log-scales.
+        context: The number of context features :math:`C` (0: unconditional).
 
     Example:
         >>> flow = Glow(4, blocks=2, hidden=16)

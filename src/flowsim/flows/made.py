@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import check_float, check_int
-from .nets import ResidualBlock, make_activation, small_init_
+from .nets import ResidualBlock, conditioner_input, make_activation, small_init_
 
 __all__ = [
     "MaskedLinear",
@@ -48,17 +48,22 @@ def input_degrees(n_features: int, order: Sequence[int] | None = None) -> Tensor
     return degrees
 
 
-def hidden_degrees(hidden: int, n_features: int) -> Tensor:
-    r"""Degrees of :math:`H` hidden units, cycled over :math:`1, \dots, \max(D - 1, 1)`.
+def hidden_degrees(hidden: int, n_features: int, conditional: bool = False) -> Tensor:
+    r"""Degrees of :math:`H` hidden units, cycled over :math:`1, \dots, \max(D - 1, 1)`, or
+    over :math:`0, \dots, D - 1` for a ``conditional`` MADE.
 
     Cycling (rather than drawing at random) spreads the units evenly over the degrees, so every
     conditional gets the same share of the width and the masks are deterministic. A unit of degree
-    :math:`D` would feed no output, hence the range stops at :math:`D - 1`.
+    :math:`D` would feed no output, hence the range stops at :math:`D - 1`. Units of degree 0 see
+    the context alone (context inputs have degree 0): through them the first variable's
+    parameters depend on the context, instead of being the output bias.
 
     Example:
-        >>> hidden_degrees(5, 3)
-        tensor([1, 2, 1, 2, 1])
+        >>> hidden_degrees(5, 3), hidden_degrees(5, 3, conditional=True)
+        (tensor([1, 2, 1, 2, 1]), tensor([0, 1, 2, 0, 1]))
     """
+    if conditional:
+        return torch.arange(hidden) % n_features
     return torch.arange(hidden) % max(n_features - 1, 1) + 1
 
 
@@ -108,13 +113,16 @@ def _masked_linear(
 
 
 class ResidualMADE(nn.Module):
-    r"""Residual MADE giving :math:`P` parameters per dimension, :math:`(N, D) \to (N, D, P)`.
+    r"""Residual MADE giving :math:`P` parameters per dimension, :math:`(N, D) \to (N, D, P)`,
+    optionally conditioned on a context :math:`c \in \mathbb{R}^C`.
 
     Layout: a masked input layer :math:`D \to H`, ``residual_blocks`` masked residual blocks
     (hidden-to-hidden masks with :math:`\geq`, so the identity branch respects the degrees), an
     activation and a masked output layer :math:`H \to D P` (strict mask) initialised small
     (:func:`~flowsim.flows.nets.small_init_`). The parameters ``out[:, d, :]`` depend only on the
     inputs of degree :math:`< m(d)`; for the first variable they are constants (the output bias).
+    With a context, the context inputs have degree 0 and reach every output, the first
+    variable's through hidden units of degree 0 (:func:`hidden_degrees`).
 
     References:
         | MADE: Masked Autoencoder for Distribution Estimation (Germain et al., 2015)
@@ -131,6 +139,7 @@ class ResidualMADE(nn.Module):
         activation: The activation name.
         dropout: The dropout probability inside the residual blocks.
         order: The autoregressive order (see :func:`input_degrees`).
+        context: The number of context inputs :math:`C` (0: unconditional).
 
     Example:
         >>> made = ResidualMADE(3, n_params=2, hidden=8, residual_blocks=1)
@@ -147,23 +156,26 @@ class ResidualMADE(nn.Module):
         activation: str = "relu",
         dropout: float = 0.0,
         order: Sequence[int] | None = None,
+        context: int = 0,
     ):
         super().__init__()
         self.n_features = check_int("n_features", n_features)
+        self.context = check_int("context", context, minimum=0)
         self.n_params = check_int("n_params", n_params)
         hidden = check_int("hidden", hidden)
         residual_blocks = check_int("residual_blocks", residual_blocks, minimum=0)
         dropout = check_float("dropout", dropout, low=0.0, high=1.0, high_open=True)
 
         m_in = input_degrees(n_features, order)
-        m_hidden = hidden_degrees(hidden, n_features)
+        m_hidden = hidden_degrees(hidden, n_features, conditional=self.context > 0)
         # Output unit d * P + p carries parameter p of dimension d.
         m_out = m_in.repeat_interleave(n_params)
         self.register_buffer("degrees", m_in)
         # not saved: a function of the sizes, used by invert() only
         self.register_buffer("hidden_degrees", m_hidden, persistent=False)
+        m_first = torch.cat([m_in, torch.zeros(self.context, dtype=m_in.dtype)])  # the context: degree 0
 
-        self.first = MaskedLinear(made_mask(m_in, m_hidden, strict=False))
+        self.first = MaskedLinear(made_mask(m_first, m_hidden, strict=False))
         self.blocks = nn.Sequential(
             *(
                 ResidualBlock(
@@ -178,14 +190,20 @@ class ResidualMADE(nn.Module):
         self.act = make_activation(activation)
         self.last = small_init_(MaskedLinear(made_mask(m_hidden, m_out, strict=True)))
 
-    def trunk(self, x: Tensor) -> Tensor:
-        """The activations :math:`h(x)` of the last hidden layer, shape :math:`(N, H)`."""
-        return self.act(self.blocks(self.first(x)))
+    def _inputs(self, x: Tensor, context: Tensor | None) -> Tensor:
+        """The first layer's inputs: the events, then their context."""
+        return conditioner_input(x, context, self.context)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.last(self.trunk(x)).unflatten(-1, (self.n_features, self.n_params))
+    def trunk(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """The activations :math:`h(x, c)` of the last hidden layer, shape :math:`(N, H)`."""
+        return self.act(self.blocks(self.first(self._inputs(x, context))))
 
-    def invert(self, like: Tensor, column: Callable[[int, Tensor], Tensor]) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        return self.last(self.trunk(x, context)).unflatten(-1, (self.n_features, self.n_params))
+
+    def invert(
+        self, like: Tensor, column: Callable[[int, Tensor], Tensor], context: Tensor | None = None
+    ) -> Tensor:
         r"""Solve an autoregressive map for :math:`x`, one dimension at a time.
 
         In the order of the degrees, the variable of degree :math:`k + 1` gets
@@ -200,31 +218,36 @@ class ResidualMADE(nn.Module):
         Arguments:
             like: A tensor of shape :math:`(N, D)` giving the batch size, device and dtype.
             column: Maps ``(d, theta_d)`` to :math:`x_d`, shape :math:`(N,)`.
+            context: The events' contexts, shape :math:`(N, C)` (conditional MADE only).
         """
         n, P = like.shape[0], self.n_params
         x = torch.zeros_like(like)
+        self._inputs(x, context)  # checks the context once
         index = torch.arange(self.n_features, device=like.device)
         for k, d in enumerate(torch.argsort(self.degrees).tolist()):
             rows = slice(d * P, (d + 1) * P)
-            if k == 0:
+            if k == 0 and self.context == 0:
                 theta = self.last.bias[rows].expand(n, P)
             else:
                 units = torch.nonzero(self.hidden_degrees <= k).squeeze(1)
-                theta = _masked_linear(self.last, self.act(self._trunk_units(x, units)), rows, units)
+                h = self._trunk_units(self._inputs(x, context), units)
+                theta = _masked_linear(self.last, self.act(h), rows, units)
             x = x.index_copy(1, index[d : d + 1], column(d, theta).unsqueeze(1))
         return x
 
-    def _trunk_units(self, x: Tensor, units: Tensor) -> Tensor:
-        """The trunk's pre-activations of the hidden ``units`` alone, shape (N, len(units)).
+    def _trunk_units(self, inputs: Tensor, units: Tensor) -> Tensor:
+        """The trunk's pre-activations of the hidden ``units`` alone, shape (N, len(units)),
+        from the first layer's ``inputs`` (events and context).
 
         Exact for any set of units that receives from no unit outside it, such as the units of
         degree <= k.
         """
-        h = _masked_linear(self.first, x, units)
+        h = _masked_linear(self.first, inputs, units)
         for block in self.blocks:
             inner = _masked_linear(block.first, block.act1(h), units, units)
             h = h + _masked_linear(block.second, block.dropout(block.act2(inner)), units, units)
         return h
 
     def extra_repr(self) -> str:
-        return f"n_features={self.n_features}, n_params={self.n_params}"
+        context = f", context={self.context}" if self.context else ""
+        return f"n_features={self.n_features}, n_params={self.n_params}{context}"

@@ -60,6 +60,7 @@ class MADEMOG(DensityModel):
         activation: The activation (``gelu`` by default, as in the paper's final model).
         dropout: The dropout probability inside the MADE.
         min_scale: The floor :math:`\sigma_\text{min}` of the component scales.
+        context: The number of context features :math:`C` (0: unconditional).
 
     Example:
         >>> model = MADEMOG(3, mixtures=4, hidden=16)
@@ -76,12 +77,13 @@ class MADEMOG(DensityModel):
         activation: str = "gelu",
         dropout: float = 0.0,
         min_scale: float = 1e-3,
+        context: int = 0,
     ):
-        super().__init__(n_features)
+        super().__init__(n_features, context)
         self.mixtures = check_int("mixtures", mixtures)
         self.min_scale = check_float("min_scale", min_scale, low=0.0, low_open=True)
         self.made = ResidualMADE(
-            n_features, 3 * mixtures, hidden, residual_blocks, activation, dropout
+            n_features, 3 * mixtures, hidden, residual_blocks, activation, dropout, context=self.context
         )
         with torch.no_grad():
             # Means spread over [-1, 1] and a common scale such that the initial conditionals
@@ -92,30 +94,31 @@ class MADEMOG(DensityModel):
             bias[:, mixtures : 2 * mixtures] = means
             bias[:, 2 * mixtures :] = (scale - self.min_scale).log()  # ELU(r) + 1 = e^r for r < 0
 
-    def conditionals(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        r"""The mixture parameters of :math:`p(x_d \mid x_{<d})`.
+    def conditionals(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        r"""The mixture parameters of :math:`p(x_d \mid x_{<d}, c)`.
 
         Arguments:
             x: Events, shape :math:`(N, D)`.
+            context: Their contexts, shape :math:`(N, C)` (conditional models).
 
         Returns:
             The log-weights :math:`\log w`, means :math:`\mu` and scales :math:`\sigma`, each of
             shape :math:`(N, D, K)`.
         """
-        return self._mixture(self.made(x))
+        return self._mixture(self.made(x, self._check_context(context, len(x))))
 
     def _mixture(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         logits, mu, raw = theta.chunk(3, dim=-1)
         return F.log_softmax(logits, dim=-1), mu, F.elu(raw) + (1.0 + self.min_scale)
 
-    def log_prob(self, x: Tensor) -> Tensor:
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         self._check_input(x)
-        log_w, mu, sigma = self.conditionals(x)
+        log_w, mu, sigma = self.conditionals(x, context)
         z = (x.unsqueeze(-1) - mu) / sigma
         log_components = log_w - sigma.log() - 0.5 * (z.square() + _LOG_2PI)
         return torch.logsumexp(log_components, dim=-1).sum(dim=-1)
 
-    def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
+    def _sample(self, n: int, generator: torch.Generator | None, context: Tensor | None) -> Tensor:
         ref = self._reference()
         shape, like = (n, self.n_features), dict(device=ref.device, dtype=ref.dtype)
         # All the noise is drawn up front, so the events do not depend on how the loop is cut.
@@ -129,7 +132,7 @@ class MADEMOG(DensityModel):
             k = k.clamp_max(self.mixtures - 1)
             return (mu.gather(-1, k) + sigma.gather(-1, k) * eps[:, d : d + 1]).squeeze(-1)
 
-        return self.made.invert(eps, column)
+        return self.made.invert(eps, column, context)
 
 
 class MAFMADEMOG(DensityModel):
@@ -159,6 +162,7 @@ class MAFMADEMOG(DensityModel):
         permutation: The mixing layer after each MAF block: ``reverse``, ``random`` or ``lu``.
         scale_bound: The soft bound on the MAF log-scales.
         min_scale: The floor of the head's component scales.
+        context: The number of context features :math:`C` of the MAF blocks and the head (0: none).
 
     Example:
         >>> model = MAFMADEMOG(3, blocks=2, mixtures=4, hidden=16)
@@ -179,13 +183,14 @@ class MAFMADEMOG(DensityModel):
         permutation: str = "reverse",
         scale_bound: float = 3.0,
         min_scale: float = 1e-3,
+        context: int = 0,
     ):
-        super().__init__(n_features)
+        super().__init__(n_features, context)
         batch_norm = check_bool("batch_norm", batch_norm)
         permutation = check_choice("permutation", permutation, PERMUTATIONS)
         layers = maf_transforms(
             n_features, blocks, hidden, residual_blocks, activation, dropout, batch_norm,
-            permutation, scale_bound,
+            permutation, scale_bound, self.context,
         )  # fmt: skip
         # The head is one more autoregressive block: mix before it as between MAF blocks.
         if batch_norm:
@@ -193,24 +198,24 @@ class MAFMADEMOG(DensityModel):
         layers.append(make_permutation(permutation, n_features))
         self.transforms = nn.ModuleList(layers)
         self.head = MADEMOG(
-            n_features, mixtures, hidden, residual_blocks, activation, dropout, min_scale
+            n_features, mixtures, hidden, residual_blocks, activation, dropout, min_scale, self.context
         )
 
-    def maf_transform(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        r"""The MAF part :math:`z = T(x)` and :math:`\log|\det \partial z / \partial x|`, shapes
-        :math:`(N, D)` and :math:`(N,)`."""
+    def maf_transform(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        r"""The MAF part :math:`z = T(x; c)` and :math:`\log|\det \partial z / \partial x|`,
+        shapes :math:`(N, D)` and :math:`(N,)`."""
         self._check_input(x)
-        return apply_transforms(self.transforms, x)
+        return apply_transforms(self.transforms, x, self._check_context(context, len(x)))
 
-    def maf_inverse(self, z: Tensor) -> Tensor:
-        r"""The inverse :math:`x = T^{-1}(z)` of the MAF part, shape :math:`(N, D)`."""
+    def maf_inverse(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        r"""The inverse :math:`x = T^{-1}(z; c)` of the MAF part, shape :math:`(N, D)`."""
         self._check_input(z)
-        return invert_transforms(self.transforms, z)
+        return invert_transforms(self.transforms, z, self._check_context(context, len(z)))
 
-    def log_prob(self, x: Tensor) -> Tensor:
-        z, ladj = self.maf_transform(x)
-        return self.head.log_prob(z) + ladj
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        z, ladj = self.maf_transform(x, context)
+        return self.head.log_prob(z, context) + ladj
 
-    def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
-        return self.maf_inverse(self.head._sample(n, generator))
+    def _sample(self, n: int, generator: torch.Generator | None, context: Tensor | None) -> Tensor:
+        return self.maf_inverse(self.head._sample(n, generator, context), context)
 

@@ -36,6 +36,7 @@ class MaskedAffineTransform(nn.Module):
         activation: The activation name.
         dropout: The dropout probability inside the MADE.
         scale_bound: The bound :math:`b` on :math:`|\alpha|`.
+        context: The number of context features :math:`C` its network also takes (0: none).
     """
 
     def __init__(
@@ -46,25 +47,26 @@ class MaskedAffineTransform(nn.Module):
         activation: str = "relu",
         dropout: float = 0.0,
         scale_bound: float = 3.0,
+        context: int = 0,
     ):
         super().__init__()
         self.scale_bound = check_float("scale_bound", scale_bound, low=0.0, low_open=True)
-        self.made = ResidualMADE(n_features, 2, hidden, residual_blocks, activation, dropout)
+        self.made = ResidualMADE(n_features, 2, hidden, residual_blocks, activation, dropout, context=context)
 
     def _shift_log_scale(self, theta: Tensor) -> tuple[Tensor, Tensor]:
         mu, raw = theta.unbind(-1)
         return mu, self.scale_bound * torch.tanh(raw / self.scale_bound)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        mu, alpha = self._shift_log_scale(self.made(x))
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        mu, alpha = self._shift_log_scale(self.made(x, context))
         return (x - mu) * (-alpha).exp(), -alpha.sum(dim=-1)
 
-    def inverse(self, u: Tensor) -> Tensor:
+    def inverse(self, u: Tensor, context: Tensor | None = None) -> Tensor:
         def column(d: int, theta: Tensor) -> Tensor:
             mu, alpha = self._shift_log_scale(theta)
             return u[:, d] * alpha.exp() + mu
 
-        return self.made.invert(u, column)
+        return self.made.invert(u, column, context)
 
 
 def maf_transforms(
@@ -77,10 +79,11 @@ def maf_transforms(
     batch_norm: bool,
     permutation: str,
     scale_bound: float,
+    context: int = 0,
 ) -> list[nn.Module]:
     """The layers of a MAF: ``blocks`` MADE blocks, with [batch norm +] a mixing layer between."""
     return stack_blocks(
-        lambda: MaskedAffineTransform(n_features, hidden, residual_blocks, activation, dropout, scale_bound),
+        lambda: MaskedAffineTransform(n_features, hidden, residual_blocks, activation, dropout, scale_bound, context),
         n_features, blocks, batch_norm, permutation,
     )  # fmt: skip
 
@@ -106,6 +109,7 @@ class MAF(StackedFlow):
             between blocks.
         permutation: The mixing layer between blocks: ``reverse``, ``random`` or ``lu``.
         scale_bound: The soft bound on the log-scales.
+        context: The number of context features :math:`C` (0: unconditional).
 
     Example:
         >>> flow = MAF(3, blocks=2, hidden=16)

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from .base import check_choice, check_float, check_int
 
-__all__ = ["ACTIVATIONS", "ResidualBlock", "ResidualMLP", "make_activation", "small_init_"]
+__all__ = ["ACTIVATIONS", "ResidualBlock", "ResidualMLP", "conditioner_input", "make_activation", "small_init_"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "elu": nn.ELU,
@@ -22,6 +22,19 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 def make_activation(name: str) -> nn.Module:
     """Instantiate the activation called ``name`` (one of :data:`ACTIVATIONS`)."""
     return ACTIVATIONS[check_choice("activation", name, sorted(ACTIVATIONS))]()
+
+
+def conditioner_input(x: Tensor, context: Tensor | None, n_context: int) -> Tensor:
+    """A conditioner network's input: ``x``, then the ``context`` (shape (N, n_context)) when the
+    network takes one; a context where none is taken, or a missing or misshapen one, is refused."""
+    if n_context == 0:
+        if context is not None:
+            raise ValueError("this transform is unconditional (context = 0) but was given a context")
+        return x
+    if context is None or context.shape != (x.shape[0], n_context):
+        got = None if context is None else tuple(context.shape)
+        raise ValueError(f"this transform needs a context of shape ({x.shape[0]}, {n_context}), got {got}")
+    return torch.cat([x, context], dim=-1)
 
 
 def small_init_(layer: nn.Linear, scale: float = 1e-3) -> nn.Linear:

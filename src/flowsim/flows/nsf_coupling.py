@@ -7,7 +7,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from .base import check_float, check_int
-from .nets import ResidualMLP
+from .nets import ResidualMLP, conditioner_input
 from .splines import rational_quadratic_spline
 from .transforms import StackedFlow
 
@@ -39,6 +39,7 @@ class RQSCouplingTransform(nn.Module):
         residual_blocks: The number of residual blocks of the network.
         activation: The activation name.
         dropout: The dropout probability inside the network.
+        context: The number of context features :math:`C` the network also takes (0: none).
     """
 
     def __init__(
@@ -50,31 +51,34 @@ class RQSCouplingTransform(nn.Module):
         residual_blocks: int = 2,
         activation: str = "relu",
         dropout: float = 0.0,
+        context: int = 0,
     ):
         super().__init__()
         D = check_int("n_features", n_features, minimum=2)
         self.bins = check_int("bins", bins, minimum=2)
         self.tail_bound = check_float("tail_bound", tail_bound, low=0.0, low_open=True)
+        self.context = check_int("context", context, minimum=0)
         self.split = D // 2
         self.d_b = D - self.split
         self.net = ResidualMLP(
-            self.split, self.d_b * (3 * bins - 1), hidden, residual_blocks, activation, dropout
+            self.split + self.context, self.d_b * (3 * bins - 1), hidden, residual_blocks, activation, dropout
         )
 
-    def _spline(self, z: Tensor, x_a: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
-        theta = self.net(x_a).unflatten(-1, (self.d_b, 3 * self.bins - 1))
+    def _spline(self, z: Tensor, x_a: Tensor, context: Tensor | None, inverse: bool) -> tuple[Tensor, Tensor]:
+        h = conditioner_input(x_a, context, self.context)
+        theta = self.net(h).unflatten(-1, (self.d_b, 3 * self.bins - 1))
         K = self.bins
         w, h, d = theta[..., :K], theta[..., K : 2 * K], theta[..., 2 * K :]
         return rational_quadratic_spline(z, w, h, d, inverse=inverse, bound=self.tail_bound)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x_a, x_b = x[:, : self.split], x[:, self.split :]
-        u_b, ladj = self._spline(x_b, x_a, inverse=False)
+        u_b, ladj = self._spline(x_b, x_a, context, inverse=False)
         return torch.cat([x_a, u_b], dim=-1), ladj.sum(dim=-1)
 
-    def inverse(self, u: Tensor) -> Tensor:
+    def inverse(self, u: Tensor, context: Tensor | None = None) -> Tensor:
         u_a, u_b = u[:, : self.split], u[:, self.split :]
-        x_b, _ = self._spline(u_b, u_a, inverse=True)
+        x_b, _ = self._spline(u_b, u_a, context, inverse=True)
         return torch.cat([u_a, x_b], dim=-1)
 
 
@@ -101,6 +105,7 @@ class NSFCoupling(StackedFlow):
         dropout: The dropout probability inside the coupling networks.
         batch_norm: Whether each block starts with a batch-norm layer.
         permutation: The mixing layer: ``lu``, ``reverse`` or ``random``.
+        context: The number of context features :math:`C` (0: unconditional).
 
     Example:
         >>> flow = NSFCoupling(4, blocks=2, bins=4, hidden=16)

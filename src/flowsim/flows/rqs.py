@@ -37,6 +37,7 @@ class MaskedRQSTransform(nn.Module):
         residual_blocks: The number of MADE residual blocks.
         activation: The activation name.
         dropout: The dropout probability inside the MADE.
+        context: The number of context features :math:`C` its network also takes (0: none).
     """
 
     def __init__(
@@ -48,12 +49,13 @@ class MaskedRQSTransform(nn.Module):
         residual_blocks: int = 2,
         activation: str = "relu",
         dropout: float = 0.0,
+        context: int = 0,
     ):
         super().__init__()
         self.bins = check_int("bins", bins, minimum=2)
         self.tail_bound = check_float("tail_bound", tail_bound, low=0.0, low_open=True)
         self.made = ResidualMADE(
-            n_features, 3 * bins - 1, hidden, residual_blocks, activation, dropout
+            n_features, 3 * bins - 1, hidden, residual_blocks, activation, dropout, context=context
         )
 
     def _spline(self, z: Tensor, theta: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
@@ -61,12 +63,12 @@ class MaskedRQSTransform(nn.Module):
         w, h, d = theta[..., :K], theta[..., K : 2 * K], theta[..., 2 * K :]
         return rational_quadratic_spline(z, w, h, d, inverse=inverse, bound=self.tail_bound)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        u, ladj = self._spline(x, self.made(x), inverse=False)
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        u, ladj = self._spline(x, self.made(x, context), inverse=False)
         return u, ladj.sum(dim=-1)
 
-    def inverse(self, u: Tensor) -> Tensor:
-        return self.made.invert(u, lambda d, theta: self._spline(u[:, d], theta, inverse=True)[0])
+    def inverse(self, u: Tensor, context: Tensor | None = None) -> Tensor:
+        return self.made.invert(u, lambda d, theta: self._spline(u[:, d], theta, inverse=True)[0], context)
 
 
 class RQS(StackedFlow):
@@ -92,6 +94,7 @@ class RQS(StackedFlow):
         dropout: The dropout probability inside the MADEs.
         batch_norm: Whether to put a batch-norm layer between blocks.
         permutation: The mixing layer between blocks: ``reverse``, ``random`` or ``lu``.
+        context: The number of context features :math:`C` (0: unconditional).
 
     Example:
         >>> flow = RQS(3, blocks=2, bins=4, hidden=16)

@@ -2,7 +2,9 @@ r"""Element-wise and linear bijections shared by the flow families.
 
 Every transform is an ``nn.Module`` whose call maps a batch :math:`x` of shape :math:`(N, D)` in
 the normalizing direction to :math:`(y, \log|\det \partial y / \partial x|)`, the second of shape
-:math:`(N,)`, and whose :meth:`inverse` maps :math:`y \mapsto x`.
+:math:`(N,)`, and whose :meth:`inverse` maps :math:`y \mapsto x`. Both take an optional context
+of shape :math:`(N, C)`, which the conditional transforms (couplings, MADE blocks) feed to their
+networks and the ones here ignore.
 """
 
 from __future__ import annotations
@@ -50,11 +52,11 @@ class PermutationTransform(nn.Module):
         self.register_buffer("perm", perm)
         self.register_buffer("inv_perm", torch.argsort(perm))
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         # index_select: its backward is a cheap index_add, advanced indexing's an index_put
         return x.index_select(-1, self.perm), x.new_zeros(x.shape[0])
 
-    def inverse(self, y: Tensor) -> Tensor:
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
         return y.index_select(-1, self.inv_perm)
 
 
@@ -104,11 +106,11 @@ class LULinearTransform(nn.Module):
         lower, upper = self._factors()
         return (lower @ upper)[self.perm]
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         y = x @ self.weight().T
         return y, self.log_diag.sum().expand(x.shape[0])
 
-    def inverse(self, y: Tensor) -> Tensor:
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
         lower, upper = self._factors()
         # W x = y  <=>  L U x = P^T y, where (P^T y)[perm[i]] = y[i].
         v = y[:, torch.argsort(self.perm)]
@@ -147,7 +149,7 @@ class BatchNormTransform(nn.Module):
         self.register_buffer("running_mean", torch.zeros(D))
         self.register_buffer("running_var", torch.ones(D))
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if self.training and x.shape[0] > 1:
             mean = x.mean(dim=0)
             var = x.var(dim=0, unbiased=False)
@@ -161,7 +163,7 @@ class BatchNormTransform(nn.Module):
         y = (x - mean) * log_scale.exp() + self.beta
         return y, log_scale.sum().expand(x.shape[0])
 
-    def inverse(self, y: Tensor) -> Tensor:
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
         log_scale = self.log_gamma - 0.5 * (self.running_var + self.eps).log()
         return (y - self.beta) * (-log_scale).exp() + self.running_mean
 
@@ -220,8 +222,9 @@ class StackedFlow(Flow):
     * ``defaults``, its defaults of ``blocks``, ``batch_norm``, ``permutation`` and of any
       hyperparameter of ``block`` it overrides.
 
-    Its hyperparameters (:meth:`hyperparameters`) are ``blocks``, those of ``block`` and
-    ``batch_norm``, ``permutation``.
+    Its hyperparameters (:meth:`hyperparameters`) are ``blocks``, those of ``block`` (among
+    them ``context``, the context features every block's conditioner takes) and ``batch_norm``,
+    ``permutation``.
 
     Arguments:
         n_features: The number of features :math:`D`.
@@ -250,5 +253,5 @@ class StackedFlow(Flow):
         layers = stack_blocks(
             lambda: type(self).block(n_features, **settings), n_features, **layout, mix_first=self.mix_first
         )
-        super().__init__(n_features, layers)
+        super().__init__(n_features, layers, context=settings.get("context", 0))
 

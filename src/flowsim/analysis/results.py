@@ -82,8 +82,9 @@ class PointResult(NamedTuple):
 
     Attributes:
         lumi_fb: integrated luminosity (fb⁻¹).
-        background: ``"mc"`` (MC reference prediction), ``"ml"`` (flow-generated prediction) or
-            ``"ml_surrogate"`` (the same with the surrogate uncertainty of an ensemble).
+        background: ``"mc"`` (MC reference prediction), ``"ml"`` (flow-generated prediction),
+            ``"ml_surrogate"`` (the same with the surrogate uncertainty of an ensemble) or
+            ``"ml_signal"`` (the ML prediction fitted with the flow's signal template).
         mu_hat, mu_err: best-fit μ and its HESSE uncertainty.
         p_sb, p_b, cls: p-values and CLs of μ = 1 (see :class:`HypoTestResult`).
         z_disc: discovery significance :math:`Z = \sqrt{q_0}` (σ).
@@ -140,7 +141,7 @@ class ScanResult(NamedTuple):
     Attributes:
         observable: e.g. ``"score"`` or ``"m_bb"``.
         alpha: signal fraction S/B.
-        background: ``"mc"``, ``"ml"`` or ``"ml_surrogate"``.
+        background: ``"mc"``, ``"ml"``, ``"ml_surrogate"`` or ``"ml_signal"``.
         points: one :class:`PointResult` per luminosity, in grid order (failed ones included).
         workspaces: the pyhf workspace (JSON-able dict) of each point, same order; treat as
             read-only.

@@ -18,6 +18,12 @@ profile minimisations rather than pyhf SLSQP fits; expected limits come from the
 CLs; each point's fit is warm-started from the previous point's. One pyhf model per scan checks
 that the fast likelihood equals pyhf's on the scan's own workspace. A point whose fits fail is
 kept with NaN fields and its ``status`` says why.
+
+The fitted signal template may differ from the one that makes the Asimov data: a flow that
+generates the signal too (label ``ml_signal``) is fitted with its own signal template
+:math:`\varepsilon^{\rm fit}`, :math:`S_i = N_S\,\varepsilon^{\rm fit}_i`, while the data stay
+:math:`n_i = N_S\,\varepsilon^{\rm sig}_i + N_B\,\varepsilon^{\rm data}_i` (MC signal and MC
+``test_a``, the truth) for every prediction.
 """
 
 from __future__ import annotations
@@ -36,13 +42,20 @@ from flowsim.analysis.likelihood import BinnedLikelihood, FitError, Profile
 from flowsim.analysis.model import (
     CHANNEL,
     POI_BOUNDS,
+    ChannelYields,
     build_workspace,
     channel_yields,
     poi_bounds_covering,
     write_workspace,
 )  # fmt: skip
 from flowsim.analysis.results import TSV_COLUMNS, PointResult, ScanResult
-from flowsim.analysis.templates import EnsembleTemplate, Template, empty_bin_groups, merge_empty_bins
+from flowsim.analysis.templates import (
+    EnsembleTemplate,
+    Template,
+    empty_bin_groups,
+    merge_empty_bins,
+    signal_total,
+)  # fmt: skip
 from flowsim.io import read_tsv, write_tsv
 
 __all__ = [
@@ -60,9 +73,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Labels of the background predictions: the MC reference, the ML (flow) prediction, and the ML
-#: prediction with its surrogate uncertainty (the ``bkg_surrogate`` shapesys).
-BACKGROUNDS = ("mc", "ml", "ml_surrogate")
+#: Labels of the background predictions: the MC reference, the ML (flow) prediction, the ML
+#: prediction with its surrogate uncertainty (the ``bkg_surrogate`` shapesys), and the ML
+#: prediction fitted with the flow's own signal template ("ML background and ML signal").
+BACKGROUNDS = ("mc", "ml", "ml_surrogate", "ml_signal")
 
 #: Exceptions that mark one point as failed instead of stopping the scan.
 _POINT_ERRORS = (FitError, ValueError, ArithmeticError, np.linalg.LinAlgError)
@@ -163,6 +177,22 @@ def _analyse_covered_point(
     return point, best, bounds, n_profiles
 
 
+def _point_yields(
+    signal: Template, data_background: Template, prediction: Template, *, fit_signal: Template | None,
+    lumi_fb: float, alpha: float, sigma_b_fb: float, shapesys_rel: float, surrogate_error: np.ndarray | None,
+) -> ChannelYields:  # fmt: skip
+    r"""The yields of one point (:func:`~flowsim.analysis.model.channel_yields`); with
+    ``fit_signal``, its signal sample is :math:`S_i = N_S\,\varepsilon^{\rm fit}_i`
+    (:math:`N_S = \alpha\sigma_B L`) and the Asimov data stay those of ``signal``."""
+    yields = channel_yields(
+        signal, data_background, prediction, lumi_fb=lumi_fb, alpha=alpha, sigma_b_fb=sigma_b_fb,
+        shapesys_rel=shapesys_rel, surrogate_error=surrogate_error,
+    )  # fmt: skip
+    if fit_signal is None:
+        return yields
+    return yields._replace(signal=fit_signal.yields(signal_total(lumi_fb, sigma_b_fb, alpha)))
+
+
 def scan_luminosity(
     signal: Template,
     data_background: Template,
@@ -179,11 +209,13 @@ def scan_luminosity(
     channel: str = CHANNEL,
     check_pyhf: bool = True,
     surrogate_error: np.ndarray | None = None,
+    fit_signal: Template | None = None,
 ) -> ScanResult:
-    """Scan the luminosity for one observable, signal fraction and background prediction.
+    r"""Scan the luminosity for one observable, signal fraction and background prediction.
 
     Arguments:
-        signal: MC signal template (after the cut, efficiency w.r.t. all signal events).
+        signal: MC signal template (after the cut, efficiency w.r.t. all signal events); it
+            makes the Asimov data, and the fitted signal unless ``fit_signal`` is given.
         data_background: MC background template of the pseudo-data (``test_a``).
         prediction: background prediction template: MC ``test_b`` (reference) or flow events.
         alpha: signal fraction S/B before the cut, positive (0.01 or 0.05 in the paper).
@@ -202,6 +234,9 @@ def scan_luminosity(
             uncertainty of the prediction's efficiency, passed to every
             :func:`~flowsim.analysis.model.channel_yields` (one value per bin of the binning
             the yields are built with: merge empty bins before, as :func:`scan_observable` does).
+        fit_signal: defaults to None (the model's signal sample is ``signal``); else the signal
+            template of the model, e.g. the flow's generated signal (same edges; the Asimov data
+            stay ``signal`` + ``data_background``): :math:`S_i = N_S\,\varepsilon^{\rm fit}_i`.
 
     Returns:
         A :class:`~flowsim.analysis.results.ScanResult`: one PointResult and one workspace per
@@ -220,11 +255,15 @@ def scan_luminosity(
     if empty_bins not in ("merge", "raise"):
         raise ValueError(f"empty_bins must be 'merge' or 'raise', got {empty_bins!r}")
     lumis = lumi_grid() if lumis is None else check_lumis(lumis)
+    if fit_signal is not None and not np.array_equal(fit_signal.edges, signal.edges):
+        raise ValueError(f"{observable} {background}: the fitted signal template has other bin edges than the signal")
     if empty_bins == "merge":
-        prediction, signal, data_background = merge_empty_bins(prediction, signal, data_background)
+        others = (signal, data_background) if fit_signal is None else (signal, data_background, fit_signal)
+        prediction, signal, data_background, *merged = merge_empty_bins(prediction, *others)
+        fit_signal = merged[0] if merged else None
     # builds the first point's yields now, so bad arguments fail before the loop
-    channel_yields(
-        signal, data_background, prediction, lumi_fb=float(lumis[0]), alpha=alpha,
+    _point_yields(
+        signal, data_background, prediction, fit_signal=fit_signal, lumi_fb=float(lumis[0]), alpha=alpha,
         sigma_b_fb=sigma_b_fb, shapesys_rel=shapesys_rel, surrogate_error=surrogate_error,
     )  # fmt: skip
     points: list[PointResult] = []
@@ -234,8 +273,8 @@ def scan_luminosity(
     n_profiles = 0
     tag = f"{observable} alpha={alpha:g} {background}"
     for i, lumi in enumerate(lumis, start=1):
-        yields = channel_yields(
-            signal, data_background, prediction, lumi_fb=float(lumi), alpha=alpha,
+        yields = _point_yields(
+            signal, data_background, prediction, fit_signal=fit_signal, lumi_fb=float(lumi), alpha=alpha,
             sigma_b_fb=sigma_b_fb, shapesys_rel=shapesys_rel, surrogate_error=surrogate_error,
         )  # fmt: skip
         lik = BinnedLikelihood.from_yields(yields)
@@ -263,6 +302,20 @@ def scan_luminosity(
     )
 
 
+def _check_signals(
+    signals: Mapping[str, Template], predictions: Mapping[str, object], edges: np.ndarray, observable: str
+) -> None:
+    """Every per-prediction signal template belongs to a prediction and has the binning ``edges``."""
+    unknown = sorted(set(signals) - set(predictions))
+    if unknown:
+        raise ValueError(
+            f"{observable}: signal templates for {unknown}, which are not predictions {list(predictions)}"
+        )
+    for label, template in signals.items():
+        if not np.array_equal(template.edges, edges):
+            raise ValueError(f"{observable}: the {label} signal template has other bin edges than the MC signal")
+
+
 def scan_observable(
     signal: Template,
     data_background: Template,
@@ -271,12 +324,14 @@ def scan_observable(
     config: AnalysisConfig,
     observable: str,
     check_pyhf: bool = True,
+    signals: Mapping[str, Template] | None = None,
 ) -> list[ScanResult]:
-    """All scans of one observable: every α of ``config`` × every prediction (``"mc"``, ``"ml"``).
+    """All scans of one observable: every α of ``config`` × every prediction (``"mc"``, ``"ml"``, ...).
 
     Arguments:
-        signal, data_background: as :func:`scan_luminosity`.
-        predictions: label (``"mc"`` or ``"ml"``) -> background-prediction template, or the
+        signal, data_background: as :func:`scan_luminosity` (``signal``: the MC signal, which
+            makes the Asimov data of every prediction and is the fitted signal by default).
+        predictions: label (one of :data:`BACKGROUNDS`) -> background-prediction template, or the
             :class:`~flowsim.analysis.templates.EnsembleTemplate` of a surrogate ensemble. An
             ensemble of K >= 2 members is scanned twice: its pooled template as ``label``, and
             with its surrogate uncertainty (the ``bkg_surrogate`` shapesys) as
@@ -284,14 +339,24 @@ def scan_observable(
         config: the analysis settings (luminosity grid, α values, σ_B, systematic, CL).
         observable: the observable's name.
         check_pyhf: defaults to True (see :func:`scan_luminosity`).
+        signals: defaults to None (every prediction is fitted with ``signal``); else label of a
+            prediction -> the signal template it is fitted with instead (``fit_signal`` of
+            :func:`scan_luminosity`, e.g. ``{"ml_signal": flow signal}``; an ensemble's
+            ``_surrogate`` scan uses its label's).
 
     Bins empty in *any* prediction are merged (``config.empty_bins == "merge"``) for all
-    predictions alike (an ensemble's members with them), so the MC and ML scans share one
-    binning and one Asimov data set.
+    predictions alike (an ensemble's members with them) and for every signal template, so the
+    scans share one binning and one Asimov data set; the signal templates do not decide which
+    bins merge.
 
     Returns:
         ScanResults ordered by α, then by the order of ``predictions``.
+
+    Raises:
+        ValueError: templates with different edges, or a signal template for no prediction.
     """
+    signals = dict(signals or {})
+    _check_signals(signals, predictions, signal.edges, observable)
     pooled = [p.pooled if isinstance(p, EnsembleTemplate) else p for p in predictions.values()]
     if config.empty_bins == "merge" and pooled:
         for other in (*pooled[1:], signal, data_background):
@@ -301,23 +366,25 @@ def scan_observable(
         if groups is not None:
             signal, data_background = signal.rebinned(groups), data_background.rebinned(groups)
             predictions = {label: p.rebinned(groups) for label, p in predictions.items()}
-    scanned: list[tuple[str, Template, np.ndarray | None]] = []
+            signals = {label: s.rebinned(groups) for label, s in signals.items()}
+    scanned: list[tuple[str, Template, np.ndarray | None, Template | None]] = []
     for label, prediction in predictions.items():
+        fit_signal = signals.get(label)
         if not isinstance(prediction, EnsembleTemplate):
-            scanned.append((label, prediction, None))
+            scanned.append((label, prediction, None, fit_signal))
             continue
-        scanned.append((label, prediction.pooled, None))
+        scanned.append((label, prediction.pooled, None, fit_signal))
         if prediction.size > 1:
-            scanned.append((f"{label}_surrogate", prediction.pooled, prediction.surrogate_error()))
+            scanned.append((f"{label}_surrogate", prediction.pooled, prediction.surrogate_error(), fit_signal))
     return [
         scan_luminosity(
             signal, data_background, prediction, alpha=alpha, background=label,
             lumis=config.lumis(), sigma_b_fb=config.sigma_b_fb, shapesys_rel=config.shapesys_rel,
             cl=config.cl, empty_bins=config.empty_bins, observable=observable,
-            check_pyhf=check_pyhf, surrogate_error=surrogate_error,
+            check_pyhf=check_pyhf, surrogate_error=surrogate_error, fit_signal=fit_signal,
         )  # fmt: skip
         for alpha in config.alphas
-        for label, prediction, surrogate_error in scanned
+        for label, prediction, surrogate_error, fit_signal in scanned
     ]
 
 

@@ -14,6 +14,10 @@ r"""Plots of the search: classifier scores (paper Figs. 14-15) and the luminosit
   prediction with its statistical error and its surrogate (ensemble) uncertainty, with the
   ML/MC ratio.
 
+The three scan plots also draw the ``ml_signal`` scan (ML background *and* the flow's signal
+template in the fit, :data:`SIGNAL_FLOW_COLOR`) where the points hold one, and are unchanged
+where they do not.
+
 Failed scan points (NaN values) are left out of the lines and their number is printed on the
 plot, never hidden.
 """
@@ -48,6 +52,10 @@ LUMI_LABEL = r"integrated luminosity $L$ [fb$^{-1}$]"
 SIGNAL_COLOR = ALT_COLOR
 #: The ML prediction with the surrogate (ensemble) uncertainty in the fit.
 SURROGATE_COLOR = "#964a8b"
+#: The ML prediction fitted with the flow's own signal template (``ml_signal``).
+SIGNAL_FLOW_COLOR = "#e42536"
+#: Legend name of the ``ml_signal`` scan.
+SIGNAL_FLOW_NAME = "ML background and signal"
 BAND_1SIGMA = "#00cc00"
 BAND_2SIGMA = "#ffcc00"
 #: p-values below this (e.g. p_b = 0 at a 10σ excess) are drawn at it on the log axis.
@@ -156,6 +164,7 @@ def plot_mu_hat(
         for label, color, shift, name in (
             ("mc", MC_EDGE, 1 / 1.02, "MC reference"), ("ml", GEN_COLOR, 1.02, "ML background"),
             ("ml_surrogate", SURROGATE_COLOR, 1.04, "ML, with surrogate uncertainty"),
+            ("ml_signal", SIGNAL_FLOW_COLOR, 1.06, SIGNAL_FLOW_NAME),
         ):  # fmt: skip
             pts = by.get(label, [])
             if pts:
@@ -169,6 +178,10 @@ def plot_mu_hat(
         save_figure(fig, path)
 
 
+#: The scans of the p-value plot: label, line style, marker, legend name.
+_PVALUE_SERIES = (("mc", "--", None, "MC reference"), ("ml", "-", "o", "ML"), ("ml_signal", ":", "s", SIGNAL_FLOW_NAME))
+
+
 def plot_pvalues(
     points: Sequence[PointResult], path: str | os.PathLike[str], *, title: str, cl: float = 0.95
 ) -> None:
@@ -180,13 +193,12 @@ def plot_pvalues(
             ("p_sb", "#e42536", r"$p_{s+b}$"), ("p_b", "#5790fc", r"$p_b$"),
             ("cls", "k", r"CL$_s$"),
         ):  # fmt: skip
-            for label, style in (("mc", "--"), ("ml", "-")):
+            for label, style, marker, series in _PVALUE_SERIES:
                 pts = by.get(label, [])
                 if pts:
                     values = _column(pts, column)
                     ax.plot(_column(pts, "lumi_fb"), np.clip(values, P_FLOOR, None), style,
-                            color=color, marker="o" if label == "ml" else None, ms=3,
-                            label=f"{name}, {'MC reference' if label == 'mc' else 'ML'}")  # fmt: skip
+                            color=color, marker=marker, ms=3, label=f"{name}, {series}")  # fmt: skip
         ax.axhline(1.0 - cl, color="grey", lw=1, ls=":")
         ax.text(0.98, 1.0 - cl, f" {100 * (1 - cl):g}%", transform=ax.get_yaxis_transform(),
                 va="bottom", ha="right", color="grey")  # fmt: skip
@@ -212,6 +224,7 @@ def plot_upper_limits(
     """Upper limits on μ against the luminosity with the MC reference's bands (Figs. 21-22)."""
     by = _split(points)
     mc, ml, ml_surrogate = by.get("mc", []), by.get("ml", []), by.get("ml_surrogate", [])
+    ml_signal = by.get("ml_signal", [])
     with hep_style():
         fig, ax = plt.subplots(figsize=(8, 6))
         if mc:
@@ -231,6 +244,12 @@ def plot_upper_limits(
             lumi = _column(ml_surrogate, "lumi_fb")
             ax.plot(lumi, _column(ml_surrogate, "ul_exp"), "--", color=SURROGATE_COLOR, lw=1.5,
                     label="ML expected, with surrogate unc.")  # fmt: skip
+        if ml_signal:
+            lumi = _column(ml_signal, "lumi_fb")
+            ax.plot(lumi, _column(ml_signal, "ul_obs"), "-s", ms=3, color=SIGNAL_FLOW_COLOR, lw=1.5,
+                    label=f"{SIGNAL_FLOW_NAME}, observed (Asimov)")  # fmt: skip
+            ax.plot(lumi, _column(ml_signal, "ul_exp"), ":", color=SIGNAL_FLOW_COLOR, lw=1.5,
+                    label=f"{SIGNAL_FLOW_NAME}, expected")  # fmt: skip
         ax.axhline(1.0, color="grey", lw=1, ls=":")
         ax.set_yscale("log")
         _lumi_axis(ax, points)

@@ -10,11 +10,15 @@ generated events (paper Sec. 4.5-4.6).
 
 The hold-out samples have fixed roles (paper Sec. 4.4): MC signal (``sig_test_a`` +
 ``sig_test_b``) is the signal template; the Asimov pseudo-data are MC signal + MC background
-``test_a``; the background prediction is MC ``test_b`` (the reference) or a run's generated
-events, as the templates of rule ``fill_templates`` (``analysis.n_template_events`` events, not
-the stored sample). A run with an ``ensemble`` is predicted by its members' pooled template,
-once as it is (``ml``) and once with the members' spread as the surrogate uncertainty
-(``ml_surrogate``, :class:`~flowsim.analysis.templates.EnsembleTemplate`).
+``test_a`` (the truth, for every prediction); the background prediction is MC ``test_b`` (the
+reference) or a run's generated events, as the templates of rule ``fill_templates``
+(``analysis.n_template_events`` events, not the stored sample). A run with an ``ensemble`` is
+predicted by its members' pooled template, once as it is (``ml``) and once with the members'
+spread as the surrogate uncertainty (``ml_surrogate``,
+:class:`~flowsim.analysis.templates.EnsembleTemplate`). A run whose flow also generates the
+signal (``ml_signal_templates``, the same file format) is fitted once more with its pooled ML
+background and its own signal template in place of the MC signal (``ml_signal``: ML background
+and ML signal, no surrogate uncertainty); the data stay MC.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from flowsim.analysis.selection import (
     selected_template,
 )  # fmt: skip
 from flowsim.analysis.template_files import ml_prediction_templates
-from flowsim.analysis.templates import EnsembleTemplate
+from flowsim.analysis.templates import EnsembleTemplate, Template
 from flowsim.stages import PathLike
 
 if TYPE_CHECKING:
@@ -193,22 +197,40 @@ def _one_alpha(config: AnalysisConfig, observable: str, alpha: float) -> Analysi
     return dataclasses.replace(config, alphas=(config.alphas[labels.index(alpha_label(alpha))],))
 
 
+def _pooled(template: Template | EnsembleTemplate) -> Template:
+    """The template itself, or an ensemble's pooled template."""
+    return template.pooled if isinstance(template, EnsembleTemplate) else template
+
+
 def scan_luminosity(
     *, run: str, observable: str, alpha: float, section: Mapping[str, Any], signal: SampleFiles,
     data_background: SampleFiles, mc_prediction: SampleFiles, ml_templates: Sequence[PathLike],
+    ml_signal_templates: Sequence[PathLike] = (),
 ) -> LumiScan:  # fmt: skip
     """Scan the luminosity with the MC reference and the run's generated background
-    (:func:`~flowsim.analysis.scan.scan_observable`)."""
+    (:func:`~flowsim.analysis.scan.scan_observable`); with ``ml_signal_templates`` (the flow's
+    generated signal, files as ``ml_templates``, pooled over an ensemble's members), also with the
+    run's pooled background and that signal (``ml_signal``). Defaults to none (no such scan)."""
     from flowsim.analysis.scan import scan_observable
 
     config = _one_alpha(AnalysisConfig.from_mapping(section), observable, alpha)
+    edges = {observable: config.edges(observable)}
     signal_t = selected_template(signal, observable, config, "MC signal")
     data_t = selected_template(data_background, observable, config, "MC background test_a (data)")
+    ml = ml_prediction_templates(ml_templates, edges, run=run)[observable]
     predictions = {
         "mc": selected_template(mc_prediction, observable, config, "MC background test_b (reference)"),
-        "ml": ml_prediction_templates(ml_templates, {observable: config.edges(observable)}, run=run)[observable],
+        "ml": ml,
     }
-    scans = scan_observable(signal_t, data_t, predictions, config=config, observable=observable)
+    signals: dict[str, Template] = {}
+    if ml_signal_templates:
+        predictions["ml_signal"] = _pooled(ml)
+        signals["ml_signal"] = _pooled(ml_prediction_templates(ml_signal_templates, edges, run=run)[observable])
+        log.info(
+            "run %s: %s also fitted with the flow's signal template (ml_signal, %d file(s)); the data stay MC",
+            run, observable, len(ml_signal_templates),
+        )  # fmt: skip
+    scans = scan_observable(signal_t, data_t, predictions, config=config, observable=observable, signals=signals)
     return LumiScan(run, observable, config, list(scans))
 
 
@@ -231,7 +253,8 @@ def write_lumi_scan(scan: LumiScan, outputs: LumiScanOutputs) -> None:
 
 
 def lumi_scan(outputs: LumiScanOutputs, **inputs: Any) -> list[PointResult]:
-    """Rule ``lumi_scan``: :func:`scan_luminosity` of ``inputs``, then :func:`write_lumi_scan`."""
+    """Rule ``lumi_scan``: :func:`scan_luminosity` of ``inputs`` (``ml_signal_templates``
+    optional), then :func:`write_lumi_scan`."""
     scan = scan_luminosity(**inputs)
     write_lumi_scan(scan, outputs)
     return scan.points

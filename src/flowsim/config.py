@@ -99,8 +99,9 @@ def _check_analysis(config: Mapping[str, Any]) -> None:
 def _check_flows(config: Mapping[str, Any]) -> None:
     """Each run's architecture must build: known hyperparameters with valid values, valid
     training settings and training size."""
+    from flowsim.conditioning import build_run_flow, parse_condition
     from flowsim.flows.peers import MissingPackageError
-    from flowsim.flows.registry import accepted_params, build_flow
+    from flowsim.flows.registry import accepted_params
     from flowsim.model_files import size_problem
     from flowsim.runs import run_spec
 
@@ -117,16 +118,34 @@ def _check_flows(config: Mapping[str, Any]) -> None:
         problem = size_problem(entry.get("params", {}))
         if problem is not None:  # load_flow would refuse the model file
             raise ConfigError(f"flows.{run}.params", f"{problem}, beyond what a model file may hold")
-        key = json.dumps([entry["model"], entry.get("params", {})], sort_keys=True)
+        key = json.dumps([entry["model"], entry.get("params", {}), entry.get("condition")], sort_keys=True)
         if key in built:
             continue
+        condition = parse_condition(entry.get("condition"), key=f"flows.{run}.condition", features=features_of(config))
+        if condition is not None and not condition.by_label:
+            _check_marginal(run, condition)
         try:
-            build_flow(entry["model"], len(features_of(config)), **_shrunk(entry.get("params", {})))
+            build_run_flow(entry["model"], _shrunk(entry.get("params", {})), features_of(config), condition)
         except MissingPackageError as exc:
             raise ConfigError(f"flows.{run}.model", f"{entry['model']}: {exc}") from None
         except ValueError as exc:
             raise ConfigError(f"flows.{run}.params", str(exc)) from None
         built.add(key)
+
+
+def _check_marginal(run: str, condition: Any) -> None:
+    """A feature-conditioned run's marginal model must be a flowsim family that builds on one feature."""
+    from flowsim.flows.registry import FLOWS, PEERS, build_flow
+
+    key = f"flows.{run}.condition.marginal"
+    model = condition.marginal["model"]
+    families = [m for m in FLOWS if m not in PEERS]
+    if model not in families:
+        raise ConfigError(f"{key}.model", f"expected a flowsim family of {families}, got {model!r}")
+    try:
+        build_flow(model, 1, **_shrunk(condition.marginal["params"]))
+    except ValueError as exc:
+        raise ConfigError(f"{key}.params", str(exc)) from None
 
 
 # Building a paper-sized flow takes seconds; a narrower copy checks every value just as well.

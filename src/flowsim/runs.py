@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from flowsim.conditioning import ConditionSettings, parse_condition
 from flowsim.discflow import FeedbackSettings, parse_feedback
 from flowsim.errors import ConfigError
 from flowsim.training import TrainConfig
@@ -52,11 +53,13 @@ class RunSpec:
     train_events: int | None = None
     bootstrap: bool = False
     feedback: FeedbackSettings | None = None
+    condition: ConditionSettings | None = None
 
     def training_params(self) -> dict[str, Any]:
         """What training the run depends on, as plain values (Snakemake params compare plain
-        values only; its number of generated events is not among them). ``bootstrap`` and
-        ``feedback`` appear only when set, so the params of every other run stay what they were."""
+        values only; its number of generated events is not among them). ``bootstrap``,
+        ``feedback`` and ``condition`` appear only when set, so the params of every other run
+        stay what they were."""
         values = {
             "model": self.model,
             "params": dict(self.params),
@@ -67,6 +70,8 @@ class RunSpec:
             values["bootstrap"] = True
         if self.feedback is not None:
             values["feedback"] = asdict(self.feedback)
+        if self.condition is not None:
+            values["condition"] = self.condition.as_params()
         return values
 
     @classmethod
@@ -81,6 +86,7 @@ class RunSpec:
             values["train_events"],
             bool(values.get("bootstrap", False)),
             parse_feedback(values.get("feedback"), key=f"flows.{name}.feedback"),
+            parse_condition(values.get("condition"), key=f"flows.{name}.condition"),
         )
 
 
@@ -120,9 +126,15 @@ def run_spec(config: Mapping[str, Any], run: str) -> RunSpec:
             f"flows.{run}.train_events", f"expected a positive integer or null, got {train_events!r}"
         )
     feedback = parse_feedback(entry.get("feedback"), key=f"flows.{run}.feedback")
+    condition = parse_condition(entry.get("condition"), key=f"flows.{run}.condition")
+    if condition is not None and condition.by_label and feedback is not None:
+        # the classifier would have to learn the label too
+        raise ConfigError(f"flows.{run}.feedback", "not available for a label-conditioned run")
+    if condition is not None and "context" in entry.get("params", {}):
+        raise ConfigError(f"flows.{run}.params.context", "set by the run's condition; remove it")
     return RunSpec(
         run, entry["model"], dict(entry.get("params", {})), training, n_generated, train_events,
-        feedback=feedback,
+        feedback=feedback, condition=condition,
     )  # fmt: skip
 
 

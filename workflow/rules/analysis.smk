@@ -40,6 +40,8 @@ rule lumi_scan:
     input:
         files=lambda wc: [f for pair in scored(*MC_SCORED) for f in pair],
         ml_templates=lambda wc: template_files(wc.run),
+        # the signal's templates from a label-conditioned run's flow (scan rows "ml_signal")
+        ml_signal_templates=lambda wc: signal_template_files(wc.run),
     output:
         table="results/analysis/{run}/lumi_scan_{obs}_alpha{alpha}.tsv",
         workspaces=directory("results/analysis/{run}/workspaces/{obs}_alpha{alpha}"),

@@ -222,6 +222,27 @@ def template_files(run):
     return [f"results/templates/{name}/templates.root" for name in SETTINGS.template_runs(run)]
 
 
+def flow_training_inputs(wildcards):
+    """The inputs of train_flow: the background splits the run trains on, the scaler, and,
+    for a run conditioned on the label, the signal training and validation splits (a coverage
+    replica's run replaces only the background)."""
+    run = wildcards.run
+    inputs = {"train": training_split(run, "train"), "val": training_split(run, "val"), "scaler": SCALER}
+    condition = SETTINGS.run(run).condition
+    if condition is not None and condition.by_label:
+        inputs.update(signal_train=SPLIT_FILES["sig_train"], signal_val=SPLIT_FILES["sig_val"])
+    return inputs
+
+
+def signal_template_files(run):
+    """The signal templates that run ``run``'s flow generates (a label-conditioned run with
+    ``signal_templates``), for the scans' ``ml_signal`` prediction; none for any other run."""
+    condition = SETTINGS.run(run).condition
+    if condition is None or not condition.signal_templates:
+        return []
+    return [f"results/templates/{run}/signal_templates.root"]
+
+
 def training_split(run, split):
     """The background ``split`` (train or val) run ``run`` trains on: the split's, or its
     coverage replica's own toy set."""

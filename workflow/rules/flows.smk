@@ -5,10 +5,9 @@
 
 rule train_flow:
     input:
-        # the background splits, or a coverage replica's own toy training set
-        train=lambda wc: training_split(wc.run, "train"),
-        val=lambda wc: training_split(wc.run, "val"),
-        scaler=SCALER,
+        # the background splits (or a coverage replica's own toy training set), the scaler,
+        # and the signal splits for a run conditioned on the label
+        unpack(flow_training_inputs),
     output:
         model="results/flows/{run}/model.pt",
         history="results/flows/{run}/history.tsv",
@@ -104,3 +103,37 @@ rule fill_templates:
         runtime=60,
     script:
         "../scripts/fill_templates.py"
+
+
+# A run conditioned on the label (flows.<run>.condition) with signal_templates: its flow at
+# label 1 fills the signal's templates too, and the scans fit them as one more prediction.
+rule fill_signal_templates:
+    input:
+        model="results/flows/{run}/model.pt",
+        scaler=SCALER,
+        classifier="results/analysis/classifier/model.pt",
+        classifier_scaler="results/analysis/classifier/scaler.npz",
+        reference=SPLIT_FILES["bkg_test_a"],
+    output:
+        templates="results/templates/{run}/signal_templates.root",
+        summary="results/templates/{run}/signal_templates.json",
+    params:
+        n_events=SETTINGS.n_template_events,
+        section=canonical({k: v for k, v in config["analysis"].items() if k in TEMPLATE_KEYS}),
+        chunk_size=config["sampling"]["chunk_size"],
+        seed=config["sampling"]["seed"],
+        max_nonfinite_fraction=config["sampling"]["max_nonfinite_fraction"],
+        device=lambda wc: SETTINGS.run(wc.run).training.device,
+    log:
+        "results/logs/fill_signal_templates/{run}.log",
+    benchmark:
+        "results/benchmarks/fill_signal_templates/{run}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        gpu=lambda wc: run_uses_gpu(wc.run),
+        mem_mb=lambda wc: 2000 + config["sampling"]["chunk_size"] // 250,
+        runtime=60,
+    script:
+        "../scripts/fill_signal_templates.py"

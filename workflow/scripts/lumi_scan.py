@@ -15,4 +15,5 @@ with job_logging(snakemake.log[0]):
         data_background=snakemake.params.data_background,
         mc_prediction=snakemake.params.mc_prediction,
         ml_templates=list(snakemake.input.ml_templates),
+        ml_signal_templates=list(snakemake.input.ml_signal_templates),
     )

@@ -13,5 +13,7 @@ with job_logging(snakemake.log[0]):
         val_events=snakemake.input.val,
         scaler=snakemake.input.scaler,
         checkpoint=snakemake.params.checkpoint,
+        signal_train=snakemake.input.get("signal_train"),
+        signal_val=snakemake.input.get("signal_val"),
         threads=snakemake.threads,
     )

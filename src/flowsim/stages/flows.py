@@ -6,6 +6,8 @@
   the sampling speed and the count of non-finite events.
 * :func:`fill_templates`: draw many more of them, score, cut and histogram them on the fly
   into the run's binned templates (no event file), with their cut flow and throughput.
+* :func:`fill_signal_templates`: the same at label 1 of a run conditioned on the label, the
+  signal's templates from its flow.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ import numpy as np
 import torch
 
 from flowsim import io
+from flowsim.conditioning import build_run_flow, saved_params
 from flowsim.data.scaling import Scaler, load_scaler
 from flowsim.data.splits import nested_subset
 from flowsim.discflow import feedback_loop, flow_sampler
 from flowsim.flows.bayesian import elbo_loss, is_bayesian
+from flowsim.flows.conditional import FixedContext
 from flowsim.flows.persist import load_flow, save_flow
-from flowsim.flows.registry import build_flow
 from flowsim.flows.symmetry import RandomSignFlip, SignFlipMixture, signs_of, with_mirror_images
 from flowsim.runs import RunSpec, bootstrap_multiplicities, n_generated_events
 from flowsim.sampling import GeneratedChunks, SamplingReport, generate_to_root
@@ -42,6 +45,7 @@ __all__ = [
     "SampleFlowOutputs",
     "TrainFlowOutputs",
     "TrainedFlow",
+    "fill_signal_templates",
     "fill_templates",
     "negative_log_likelihood",
     "reference_quantile_edges",
@@ -185,8 +189,36 @@ def _weight_tensor(weights: np.ndarray, like: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(normalised(weights)).to(device=like.device, dtype=like.dtype)
 
 
+def _with_context(loss_fn: Callable) -> Callable:
+    """``loss_fn`` on batches whose last tensor holds each event's context: the loss of the
+    conditional flow at those contexts (:class:`~flowsim.flows.conditional.FixedContext`)."""
+
+    def loss(flow: torch.nn.Module, batch) -> torch.Tensor:
+        *events, context = batch
+        return loss_fn(FixedContext(flow, context), events)
+
+    return loss
+
+
+def _labelled(
+    background: tuple[torch.Tensor, ...], signal: tuple[torch.Tensor, ...]
+) -> tuple[torch.Tensor, ...]:
+    """The background and signal events (with their weights, if any) as one set, with the
+    label as the last tensor: 0 for background, 1 for signal."""
+    x_b, x_s = background[0], signal[0]
+    label = torch.cat([x_b.new_zeros(len(x_b), 1), x_s.new_ones(len(x_s), 1)])
+    return (*(torch.cat([b, s]) for b, s in zip(background, signal, strict=True)), label)
+
+
 def train_flow_model(
-    spec: RunSpec, *, train_events: PathLike, val_events: PathLike, scaler: PathLike, checkpoint: PathLike
+    spec: RunSpec,
+    *,
+    train_events: PathLike,
+    val_events: PathLike,
+    scaler: PathLike,
+    checkpoint: PathLike,
+    signal_train: PathLike | None = None,
+    signal_val: PathLike | None = None,
 ) -> TrainedFlow:
     """Train run ``spec`` on the scaled background splits.
 
@@ -217,12 +249,22 @@ def train_flow_model(
     (:func:`feedback_checkpoint`). Only the training and validation splits are used. The
     model's ``val_nll`` is then the unweighted NLL of the final flow on the validation split.
 
+    A label-conditioned run (``condition: label``, :mod:`flowsim.conditioning`) trains one flow
+    with the label as its context on the background and the signal splits together (each event
+    its label; the signal subset, bootstrap and weights drawn as the background's), and stops
+    early on both validation splits; its ``val_nll`` is the background's at label 0, the model
+    that is sampled. A feature-conditioned run trains its
+    :class:`~flowsim.flows.conditional.FeatureConditioned` density on the likelihood like any
+    flow.
+
     Arguments:
         spec: The run.
         train_events: The background training split (ROOT).
         val_events: The background validation split (ROOT).
         scaler: The scaler fitted on the training split (``results/data/scaler.npz``).
         checkpoint: The per-epoch checkpoint that lets a killed job resume.
+        signal_train, signal_val: The signal training and validation splits, for a
+            label-conditioned run only.
 
     Returns:
         The flow at its best epoch, with its training history.
@@ -256,26 +298,38 @@ def train_flow_model(
         "run %s: %s %s on %d features, %d training / %d validation events, device %s",
         spec.name, spec.model, spec.params, len(features), len(x_train), len(x_val), device,
     )  # fmt: skip
-    torch.manual_seed(spec.training.seed)
-    flow = build_flow(spec.model, len(features), **spec.params).to(device)
-    log.info("run %s: %d parameters", spec.name, sum(p.numel() for p in flow.parameters()))
-    if flipped:
-        log.info("run %s: symmetric under the sign flip of %s", spec.name, ", ".join(flipped))
-    # a flow-matching run trains (and stops early) on its own loss; its NLL is computed after
-    own_loss = getattr(flow, "training_loss", None)
-    loss_fn = elbo_loss(len(x_train)) if is_bayesian(flow) else negative_log_likelihood
-    if own_loss is not None:
-        loss_fn = _own_training_loss
     train_data, val_data = (x_train,), (x_val,)
     if w_train is not None:
         train_data = (x_train, _weight_tensor(w_train, x_train))
         val_data = (x_val, _weight_tensor(w_val, x_val))
+    background_val = val_data
+    by_label = spec.condition is not None and spec.condition.by_label
+    if by_label:
+        train_data, val_data = _with_signal(spec, train_data, val_data, signal_train, signal_val, scaler_obj)
+    elif signal_train is not None or signal_val is not None:
+        raise ValueError(f"run {spec.name}: signal splits given, but the run is not conditioned on the label")
+    n_train = len(train_data[0])
+    torch.manual_seed(spec.training.seed)
+    flow = build_run_flow(spec.model, spec.params, features, spec.condition).to(device)
+    log.info("run %s: %d parameters", spec.name, sum(p.numel() for p in flow.parameters()))
+    if spec.condition is not None and not by_label:
+        log.info("run %s: %s from its own 1-D %s, the other features conditioned on it", spec.name,
+                 spec.condition.given, spec.condition.marginal["model"])  # fmt: skip
+    if flipped:
+        log.info("run %s: symmetric under the sign flip of %s", spec.name, ", ".join(flipped))
+    # a flow-matching run trains (and stops early) on its own loss; its NLL is computed after
+    own_loss = getattr(flow, "training_loss", None)
+    loss_fn = elbo_loss(n_train) if is_bayesian(flow) else negative_log_likelihood
+    if own_loss is not None:
+        loss_fn = _own_training_loss
+    if by_label:
+        loss_fn = _with_context(loss_fn)
 
     def fit(train_data: tuple, val_data: tuple, checkpoint: PathLike, **extra) -> TrainResult:
         """Train the flow from its current weights on ``train_data``, stopping on ``val_data``."""
         stop_data = val_data
         if flipped:  # early stopping on the split and its mirror image, each image with its event's weight
-            stop_data = (with_mirror_images(x_val, signs), *[torch.cat([w, w]) for w in val_data[1:]])
+            stop_data = (with_mirror_images(val_data[0], signs), *[torch.cat([w, w]) for w in val_data[1:]])
         return train(
             flow,
             loss_fn,
@@ -289,19 +343,28 @@ def train_flow_model(
                 "params": spec.params,
                 "features": features,
                 "sign_flip": flipped,
+                **({"condition": spec.condition.as_params()} if spec.condition is not None else {}),
                 **extra,
             },  # the events themselves are fingerprinted by train(), by content
             augment=RandomSignFlip(signs) if flipped else None,
         )
 
     result = fit(train_data, val_data, checkpoint)
-    sampled = SignFlipMixture(flow, signs) if flipped else flow
+    background = FixedContext(flow, torch.zeros(1, device=device)) if by_label else flow
+    sampled = SignFlipMixture(background, signs) if flipped else background
     feedback = None
     if spec.feedback is not None:
         result, feedback = _train_with_feedback(spec, sampled, fit, x_train, x_val, result, checkpoint)
         val_nll = feedback["rounds"][-1]["val_nll"]  # the unweighted NLL after the last fine-tune
         log.info("run %s: validation NLL %.5f after %d feedback round(s)", spec.name, val_nll, spec.feedback.rounds)
-        return TrainedFlow(spec, flow, features, flipped, result, val_nll, len(x_train), feedback)
+        return TrainedFlow(spec, flow, features, flipped, result, val_nll, n_train, feedback)
+    if by_label:
+        val_nll = evaluate(sampled, negative_log_likelihood, background_val, spec.training.eval_batch_size)
+        log.info(
+            "run %s: validation NLL %.5f of the background at label 0 (%.5f %s of background and signal)",
+            spec.name, val_nll, result.best_val_loss, "flow-matching loss" if own_loss is not None else "NLL",
+        )  # fmt: skip
+        return TrainedFlow(spec, flow, features, flipped, result, val_nll, n_train)
     val_nll = result.best_val_loss
     if flipped:
         mixture = SignFlipMixture(flow, signs)
@@ -314,7 +377,41 @@ def train_flow_model(
     elif own_loss is not None:
         val_nll = evaluate(flow, negative_log_likelihood, val_data, spec.training.eval_batch_size)
         log.info("run %s: validation NLL %.5f (by the divergence along the ODE)", spec.name, val_nll)
-    return TrainedFlow(spec, flow, features, flipped, result, val_nll, len(x_train))
+    return TrainedFlow(spec, flow, features, flipped, result, val_nll, n_train)
+
+
+def _with_signal(
+    spec: RunSpec,
+    train_data: tuple[torch.Tensor, ...],
+    val_data: tuple[torch.Tensor, ...],
+    signal_train: PathLike | None,
+    signal_val: PathLike | None,
+    scaler: Scaler,
+) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """The training and validation sets of a label-conditioned run: the background's
+    ``train_data``/``val_data`` and the signal splits, scaled by the background's scaler, each
+    event with its label (:func:`_labelled`). The signal's training subset, bootstrap replica and
+    weights are drawn as the background's."""
+    if signal_train is None or signal_val is None:
+        raise ValueError(f"run {spec.name} is conditioned on the label: give the signal training and validation splits")
+    device = train_data[0].device
+    x_train, x_val = _scaled_tensor(signal_train, scaler, device), _scaled_tensor(signal_val, scaler, device)
+    w_train, w_val = _split_weights(signal_train, signal_val)
+    if (w_train is None) != (len(train_data) == 1):
+        raise WeightError(f"{signal_train}: the signal and background splits must both be weighted or both not")
+    if spec.train_events is not None:
+        x_train, w_train = _training_subset(x_train, spec, w_train)
+    if spec.bootstrap:
+        x_train, w_train = _bootstrap_replica(x_train, spec, w_train)
+    signal_train_data, signal_val_data = (x_train,), (x_val,)
+    if w_train is not None:
+        used = f"{signal_train} (the {len(w_train)} events run {spec.name} trains on)"
+        weight_summary(check_weights(w_train, len(x_train), name=used), name=used)
+        signal_train_data = (x_train, _weight_tensor(w_train, x_train))
+        signal_val_data = (x_val, _weight_tensor(w_val, x_val))
+    log.info("run %s: with the label as context, plus %d signal training / %d validation events", spec.name,
+             len(x_train), len(x_val))  # fmt: skip
+    return _labelled(train_data, signal_train_data), _labelled(val_data, signal_val_data)
 
 
 def feedback_checkpoint(checkpoint: PathLike, round_: int) -> Path:
@@ -390,7 +487,7 @@ def write_trained_flow(trained: TrainedFlow, outputs: TrainFlowOutputs) -> None:
         outputs.model,
         trained.flow,
         model=spec.model,
-        params=spec.params,
+        params=saved_params(spec.params, spec.condition),
         features=trained.features,
         metadata={
             "run": spec.name,
@@ -402,6 +499,7 @@ def write_trained_flow(trained: TrainedFlow, outputs: TrainFlowOutputs) -> None:
             **({"feedback": trained.feedback} if trained.feedback is not None else {}),
         },
         sign_flip=trained.sign_flip,
+        condition=spec.condition.record() if spec.condition is not None else None,
     )
     write_history(outputs.history, result.history)
     own_loss = hasattr(trained.flow, "training_loss")
@@ -417,14 +515,18 @@ def train_flow(
     val_events: PathLike,
     scaler: PathLike,
     checkpoint: PathLike,
+    signal_train: PathLike | None = None,
+    signal_val: PathLike | None = None,
     threads: int = 1,
 ) -> TrainedFlow:
     """Rule ``train_flow``: train run ``spec`` and write its outputs; the checkpoints (with the
-    feedback rounds') are removed once they are written."""
+    feedback rounds') are removed once they are written. ``signal_train``/``signal_val``: the
+    signal splits of a label-conditioned run."""
     configure_torch(threads)
     trained = train_flow_model(
-        spec, train_events=train_events, val_events=val_events, scaler=scaler, checkpoint=checkpoint
-    )
+        spec, train_events=train_events, val_events=val_events, scaler=scaler, checkpoint=checkpoint,
+        signal_train=signal_train, signal_val=signal_val,
+    )  # fmt: skip
     write_trained_flow(trained, outputs)
     Path(checkpoint).unlink(missing_ok=True)
     for round_ in range(1, spec.feedback.rounds + 1 if spec.feedback is not None else 1):
@@ -432,9 +534,12 @@ def train_flow(
     return trained
 
 
-def _checked_model(model: PathLike, scaler: PathLike, device: str) -> tuple[torch.nn.Module, dict, Scaler]:
-    """The flow of ``model`` and the scaler, refused if they do not belong together."""
-    flow, info = load_flow(model, resolve_device(device))
+def _checked_model(
+    model: PathLike, scaler: PathLike, device: str, label: str | None = None
+) -> tuple[torch.nn.Module, dict, Scaler]:
+    """The flow of ``model`` (a label-conditioned one at ``label``) and the scaler, refused if
+    they do not belong together."""
+    flow, info = load_flow(model, resolve_device(device), label=label)
     scaler_obj = load_scaler(scaler)
     if list(scaler_obj.features) != info["features"]:
         raise ValueError(
@@ -523,6 +628,7 @@ def fill_templates(
     max_nonfinite_fraction: float = 1e-3,
     weight_draw: int | None = None,
     marginal_bins: int | None = None,
+    label: str | None = None,
     threads: int = 1,
 ) -> FilledTemplates:
     """Rule ``fill_templates``: the run's after-cut templates of every observable of the
@@ -541,6 +647,8 @@ def fill_templates(
         marginal_bins: defaults to None (no marginals); else every feature's marginal before
             the cut is filled too, in this many equal-probability bins of ``reference``
             (:func:`~flowsim.metrics.amplification.quantile_edges`).
+        label: defaults to None (the run's background); ``signal`` fills the signal's templates
+            from a label-conditioned run (:func:`fill_signal_templates`).
     """
     from flowsim.analysis.config import AnalysisConfig
     from flowsim.analysis.filling import fill_from_chunks
@@ -548,11 +656,14 @@ def fill_templates(
     from flowsim.analysis.template_files import write_templates
 
     configure_torch(threads)
-    flow, info, scaler_obj = _checked_model(model, scaler, device)
+    flow, info, scaler_obj = _checked_model(model, scaler, device, label)
     config = AnalysisConfig.from_mapping(section)
     net, net_scaler = load_classifier_and_scaler(classifier, classifier_scaler, resolve_device(device))
     n = n_generated_events(n_events, io.root_entries(reference))
-    log.info("filling the templates of %s from %d events of %s (%s)", list(config.observables), n, model, info["model"])
+    log.info(
+        "filling the %stemplates of %s from %d events of %s (%s)",
+        "signal " if label == "signal" else "", list(config.observables), n, model, info["model"],
+    )  # fmt: skip
     chunks = GeneratedChunks(
         flow, scaler_obj, n, chunk_size=chunk_size, seed=seed,
         max_nonfinite_fraction=max_nonfinite_fraction, name=f"run {run}",
@@ -565,8 +676,16 @@ def fill_templates(
         filled = fill_from_chunks(chunks, net, net_scaler, cut=config.cut, edges=edges, marginal_edges=marginal_edges)
     write_templates(
         outputs.templates, filled.histograms, n_generated=filled.n_generated,
-        n_finite=filled.n_finite, n_selected=filled.n_selected, title=f"run {run}",
+        n_finite=filled.n_finite, n_selected=filled.n_selected,
+        title=f"run {run}" + (f", {label}" if label is not None else ""),
         marginals=filled.marginals,
     )  # fmt: skip
     io.write_json(outputs.summary, {"run": run, "model": str(model), **filled.summary()})
     return filled
+
+
+def fill_signal_templates(outputs: FillTemplatesOutputs, **inputs) -> FilledTemplates:
+    """Rule ``fill_signal_templates``: :func:`fill_templates` of a label-conditioned run at label
+    1, the signal's templates from its flow (the scans' ``ml_signal`` prediction); the same
+    arguments but ``weight_draw`` and ``marginal_bins``, which are the background's."""
+    return fill_templates(outputs, label="signal", **inputs)

@@ -130,8 +130,8 @@ def run_spec(config: Mapping[str, Any], run: str) -> RunSpec:
     if condition is not None and condition.by_label and feedback is not None:
         # the classifier would have to learn the label too
         raise ConfigError(f"flows.{run}.feedback", "not available for a label-conditioned run")
-    if condition is not None and "context" in entry.get("params", {}):
-        raise ConfigError(f"flows.{run}.params.context", "set by the run's condition; remove it")
+    if "context" in entry.get("params", {}):  # nothing would give an unconditional run's flow a context
+        raise ConfigError(f"flows.{run}.params.context", f"set by flows.{run}.condition; remove it")
     return RunSpec(
         run, entry["model"], dict(entry.get("params", {})), training, n_generated, train_events,
         feedback=feedback, condition=condition,

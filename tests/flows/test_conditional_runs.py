@@ -143,11 +143,12 @@ def test_run_settings_refuse_what_a_conditional_run_cannot_do():
     with pytest.raises(ConfigError, match="label-conditioned") as err:
         run_spec(config, "c")
     assert err.value.key == "flows.c.feedback"
-    config = _config(condition="m")
-    config["flows"]["c"]["params"]["context"] = 2
-    with pytest.raises(ConfigError, match="set by the run's condition") as err:
-        run_spec(config, "c")
-    assert err.value.key == "flows.c.params.context"
+    for condition in ("m", None):  # an unconditional run's flow would never be given a context
+        config = _config(condition=condition)
+        config["flows"]["c"]["params"]["context"] = 2
+        with pytest.raises(ConfigError, match="set by flows.c.condition") as err:
+            run_spec(config, "c")
+        assert err.value.key == "flows.c.params.context"
 
 
 def test_training_params_carry_the_condition_and_stay_unchanged_without_one():

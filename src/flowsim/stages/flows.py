@@ -275,33 +275,20 @@ def train_flow_model(
         torch.backends.cudnn.allow_tf32 = True
     scaler_obj = load_scaler(scaler)
     features = list(scaler_obj.features)
-    x_train = _scaled_tensor(train_events, scaler_obj, device)
-    w_train, w_val = _split_weights(train_events, val_events)
-    if spec.train_events is not None:
-        x_train, w_train = _training_subset(x_train, spec, w_train)
-    if spec.bootstrap:
-        x_train, w_train = _bootstrap_replica(x_train, spec, w_train)
-    if spec.feedback is not None and w_train is not None:
+    train_data, val_data = _class_splits(spec, train_events, val_events, scaler_obj, device)
+    x_train, x_val = train_data[0], val_data[0]
+    if spec.feedback is not None and len(train_data) > 1:
         # the classifier would have to learn the weighted density (negative weights included)
         raise WeightError(
             f"run {spec.name}: flows.{spec.name}.feedback needs unweighted splits, but {train_events} "
             "has event weights; remove the run's feedback"
         )
-    if w_train is not None:
-        # the file's sum is positive, a subset's need not be
-        used = f"{train_events} (the {len(w_train)} events run {spec.name} trains on)"
-        weight_summary(check_weights(w_train, len(x_train), name=used), name=used)
-    x_val = _scaled_tensor(val_events, scaler_obj, device)
     flipped = list(scaler_obj.odd_features)
     signs = signs_of(features, flipped).to(device)
     log.info(
         "run %s: %s %s on %d features, %d training / %d validation events, device %s",
         spec.name, spec.model, spec.params, len(features), len(x_train), len(x_val), device,
     )  # fmt: skip
-    train_data, val_data = (x_train,), (x_val,)
-    if w_train is not None:
-        train_data = (x_train, _weight_tensor(w_train, x_train))
-        val_data = (x_val, _weight_tensor(w_val, x_val))
     background_val = val_data
     by_label = spec.condition is not None and spec.condition.by_label
     if by_label:
@@ -380,6 +367,27 @@ def train_flow_model(
     return TrainedFlow(spec, flow, features, flipped, result, val_nll, n_train)
 
 
+def _class_splits(
+    spec: RunSpec, train_events: PathLike, val_events: PathLike, scaler: Scaler, device: torch.device
+) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """One class's training and validation sets as run ``spec`` trains on them: scaled, the
+    training split cut to the run's subset and bootstrap replica, each ``(x,)`` or, weighted,
+    ``(x, w̃)`` (:func:`_weight_tensor`). A training subset whose weights do not sum to a positive
+    number is refused (the file's sum is positive, a subset's need not be)."""
+    x_train = _scaled_tensor(train_events, scaler, device)
+    w_train, w_val = _split_weights(train_events, val_events)
+    if spec.train_events is not None:
+        x_train, w_train = _training_subset(x_train, spec, w_train)
+    if spec.bootstrap:
+        x_train, w_train = _bootstrap_replica(x_train, spec, w_train)
+    x_val = _scaled_tensor(val_events, scaler, device)
+    if w_train is None:
+        return (x_train,), (x_val,)
+    used = f"{train_events} (the {len(w_train)} events run {spec.name} trains on)"
+    weight_summary(check_weights(w_train, len(x_train), name=used), name=used)
+    return (x_train, _weight_tensor(w_train, x_train)), (x_val, _weight_tensor(w_val, x_val))
+
+
 def _with_signal(
     spec: RunSpec,
     train_data: tuple[torch.Tensor, ...],
@@ -389,28 +397,15 @@ def _with_signal(
     scaler: Scaler,
 ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
     """The training and validation sets of a label-conditioned run: the background's
-    ``train_data``/``val_data`` and the signal splits, scaled by the background's scaler, each
-    event with its label (:func:`_labelled`). The signal's training subset, bootstrap replica and
-    weights are drawn as the background's."""
+    ``train_data``/``val_data`` and the signal splits (:func:`_class_splits`, with the
+    background's scaler), each event with its label (:func:`_labelled`)."""
     if signal_train is None or signal_val is None:
         raise ValueError(f"run {spec.name} is conditioned on the label: give the signal training and validation splits")
-    device = train_data[0].device
-    x_train, x_val = _scaled_tensor(signal_train, scaler, device), _scaled_tensor(signal_val, scaler, device)
-    w_train, w_val = _split_weights(signal_train, signal_val)
-    if (w_train is None) != (len(train_data) == 1):
+    signal_train_data, signal_val_data = _class_splits(spec, signal_train, signal_val, scaler, train_data[0].device)
+    if len(signal_train_data) != len(train_data):
         raise WeightError(f"{signal_train}: the signal and background splits must both be weighted or both not")
-    if spec.train_events is not None:
-        x_train, w_train = _training_subset(x_train, spec, w_train)
-    if spec.bootstrap:
-        x_train, w_train = _bootstrap_replica(x_train, spec, w_train)
-    signal_train_data, signal_val_data = (x_train,), (x_val,)
-    if w_train is not None:
-        used = f"{signal_train} (the {len(w_train)} events run {spec.name} trains on)"
-        weight_summary(check_weights(w_train, len(x_train), name=used), name=used)
-        signal_train_data = (x_train, _weight_tensor(w_train, x_train))
-        signal_val_data = (x_val, _weight_tensor(w_val, x_val))
     log.info("run %s: with the label as context, plus %d signal training / %d validation events", spec.name,
-             len(x_train), len(x_val))  # fmt: skip
+             len(signal_train_data[0]), len(signal_val_data[0]))  # fmt: skip
     return _labelled(train_data, signal_train_data), _labelled(val_data, signal_val_data)
 
 
